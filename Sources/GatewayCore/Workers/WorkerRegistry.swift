@@ -1,0 +1,260 @@
+import Synchronization
+
+/// All workers the gateway knows, by id and by normalised URL.
+///
+/// One lock guards every table, so each operation is atomic: two registrations of
+/// the same URL (in any equivalent spelling) can never produce two ids, and a
+/// removal can never race a registration into resurrecting a worker. The lock is
+/// held only for dictionary work, never across I/O. Listing order is registration
+/// order, stable across calls.
+public final class WorkerRegistry: Sendable {
+    /// The outcome of `reserve`.
+    public enum Reservation: Sendable, Equatable {
+        /// A new worker: its add job must be started.
+        case created(Worker)
+        /// The URL is already registered or being registered: same id, nothing to start.
+        case existing(Worker)
+        /// The URL's earlier add had failed; it is pending again and its job must be restarted.
+        case retried(Worker)
+
+        public var worker: Worker {
+            switch self {
+            case .created(let w), .existing(let w), .retried(let w): w
+            }
+        }
+
+        /// Whether the caller must start an add job.
+        public var needsJob: Bool {
+            if case .existing = self { return false }
+            return true
+        }
+    }
+
+    private struct Entry {
+        var worker: Worker
+        var health: HealthStateMachine
+    }
+
+    private struct State {
+        var entries: [WorkerID: Entry] = [:]
+        var idByURL: [WorkerURL: WorkerID] = [:]
+        var order: [WorkerID] = []
+        var nextSequence: UInt64 = 0
+        var snapshot = RoutingSnapshot.empty
+
+        /// Rebuilds the routing snapshot; called under the lock after any change
+        /// to a ready worker's routability or settings.
+        mutating func publish() {
+            var byModel: [String: [RouteCandidate]] = [:]
+            var known = Set<String>()
+            for id in order {
+                guard let worker = entries[id]?.worker, worker.phase == .ready else { continue }
+                known.insert(worker.modelID)
+                guard worker.isHealthy else { continue }
+                byModel[worker.modelID, default: []].append(
+                    RouteCandidate(
+                        handle: worker.handle, url: worker.url, modelID: worker.modelID, priority: worker.spec.priority,
+                        cost: worker.spec.cost, runtime: worker.runtimeType ?? .openai, apiKey: worker.spec.apiKey,
+                        maxLoad: worker.spec.maxLoad
+                    )
+                )
+            }
+            snapshot = RoutingSnapshot(version: snapshot.version + 1, candidatesByModel: byModel, knownModels: known)
+        }
+    }
+
+    private let state = Mutex(State())
+    private let wallClock: @Sendable () -> Int64
+    private let breakerConfiguration: CircuitBreaker.Configuration
+
+    /// - Parameters:
+    ///   - wallClock: seconds since the Unix epoch, for job timestamps.
+    ///   - breaker: the circuit-breaker settings of every worker.
+    public init(wallClock: @escaping @Sendable () -> Int64, breaker: CircuitBreaker.Configuration = .init()) {
+        self.wallClock = wallClock
+        self.breakerConfiguration = breaker
+    }
+
+    /// The current routing view (lock held only to take the reference).
+    public var routingSnapshot: RoutingSnapshot {
+        state.withLock { $0.snapshot }
+    }
+
+    // MARK: Registration
+
+    /// Returns the id for `spec.url`, creating a pending worker when the URL is new.
+    public func reserve(_ spec: WorkerSpec) -> Reservation {
+        let now = wallClock()
+        return state.withLock { state in
+            if let id = state.idByURL[spec.url], var entry = state.entries[id] {
+                guard entry.worker.phase == .failed else { return .existing(entry.worker) }
+                entry.worker.spec = spec
+                entry.worker.phase = .registering
+                entry.worker.modelID = spec.modelID ?? Worker.unknownModelID
+                entry.worker.runtimeType = spec.runtimeType
+                entry.worker.job = Self.addJob(spec, .pending, "registration queued (retrying a failed add)", now)
+                state.entries[id] = entry
+                return .retried(entry.worker)
+            }
+            var id = WorkerID.random()
+            while state.entries[id] != nil { id = WorkerID.random() }
+            let worker = Worker(
+                id: id,
+                spec: spec,
+                phase: .registering,
+                modelID: spec.modelID ?? Worker.unknownModelID,
+                runtimeType: spec.runtimeType,
+                metadata: [:],
+                isHealthy: false,
+                job: Self.addJob(spec, .pending, "registration queued", now),
+                sequence: state.nextSequence,
+                handle: WorkerHandle(id: id, breaker: breakerConfiguration)
+            )
+            state.nextSequence += 1
+            state.entries[id] = Entry(worker: worker, health: HealthStateMachine(healthy: false))
+            state.idByURL[spec.url] = id
+            state.order.append(id)
+            return .created(worker)
+        }
+    }
+
+    /// Updates the add job's status while it runs. False when the worker is gone or
+    /// no longer registering (removed, so the job must stop).
+    @discardableResult
+    public func updateRegistration(_ id: WorkerID, state jobState: JobState, message: String) -> Bool {
+        let now = wallClock()
+        return state.withLock { state in
+            guard var entry = state.entries[id], entry.worker.phase == .registering else { return false }
+            entry.worker.job = Self.addJob(entry.worker.spec, jobState, message, now)
+            state.entries[id] = entry
+            return true
+        }
+    }
+
+    /// The add job succeeded: the worker becomes ready and healthy. Nil when it was
+    /// removed meanwhile (the result is then dropped).
+    @discardableResult
+    public func completeRegistration(_ id: WorkerID, probe: WorkerProbeResult) -> Worker? {
+        state.withLock { state in
+            guard var entry = state.entries[id], entry.worker.phase == .registering else { return nil }
+            entry.worker.phase = .ready
+            entry.worker.modelID = entry.worker.spec.modelID ?? probe.modelID
+            entry.worker.runtimeType = entry.worker.spec.runtimeType ?? probe.runtimeType
+            entry.worker.metadata = probe.metadata
+            entry.worker.isHealthy = true
+            entry.worker.job = nil
+            entry.health.reset(healthy: true)
+            state.entries[id] = entry
+            state.publish()
+            return entry.worker
+        }
+    }
+
+    /// The add job gave up. The worker stays listed, unhealthy, with the reason.
+    @discardableResult
+    public func failRegistration(_ id: WorkerID, message: String) -> Bool {
+        let now = wallClock()
+        return state.withLock { state in
+            guard var entry = state.entries[id], entry.worker.phase == .registering else { return false }
+            entry.worker.phase = .failed
+            entry.worker.isHealthy = false
+            entry.worker.job = Self.addJob(entry.worker.spec, .failed, message, now)
+            state.entries[id] = entry
+            return true
+        }
+    }
+
+    private static func addJob(_ spec: WorkerSpec, _ state: JobState, _ message: String, _ now: Int64) -> JobStatus {
+        JobStatus(jobType: .addWorker, workerURL: spec.url.description, state: state, message: message, timestamp: now)
+    }
+
+    // MARK: Changes
+
+    /// Applies `update` at once. Returns the changed worker, or nil when unknown.
+    public func update(_ id: WorkerID, _ update: WorkerUpdate) -> Worker? {
+        state.withLock { state in
+            guard var entry = state.entries[id] else { return nil }
+            entry.worker.spec = update.applied(to: entry.worker.spec)
+            if entry.worker.spec.healthCheck.disabled, entry.worker.phase == .ready, !entry.worker.isHealthy {
+                // Without checks nothing could ever mark it healthy again.
+                entry.worker.isHealthy = true
+                entry.health.reset(healthy: true)
+            }
+            state.entries[id] = entry
+            if entry.worker.phase == .ready { state.publish() }
+            return entry.worker
+        }
+    }
+
+    /// Removes a worker at once (it leaves routing immediately). Returns what was removed.
+    public func remove(_ id: WorkerID) -> Worker? {
+        state.withLock { state in
+            guard let entry = state.entries.removeValue(forKey: id) else { return nil }
+            state.idByURL.removeValue(forKey: entry.worker.spec.url)
+            if let index = state.order.firstIndex(of: id) { state.order.remove(at: index) }
+            if entry.worker.phase == .ready { state.publish() }
+            return entry.worker
+        }
+    }
+
+    // MARK: Health
+
+    /// Feeds one active health-probe result. Returns the transition, if any.
+    @discardableResult
+    public func recordProbe(_ id: WorkerID, succeeded: Bool) -> HealthStateMachine.Transition? {
+        state.withLock { state in
+            guard var entry = state.entries[id], entry.worker.phase == .ready else { return nil }
+            let thresholds = entry.worker.spec.healthCheck.thresholds
+            let transition = succeeded ? entry.health.probeSucceeded(thresholds) : entry.health.probeFailed(thresholds)
+            entry.worker.isHealthy = entry.health.isHealthy
+            state.entries[id] = entry
+            if transition != nil { state.publish() }
+            return transition
+        }
+    }
+
+    /// A request found nothing listening at the worker: unhealthy at once.
+    @discardableResult
+    public func recordConnectionRefused(_ id: WorkerID) -> HealthStateMachine.Transition? {
+        state.withLock { state in
+            guard var entry = state.entries[id], entry.worker.phase == .ready else { return nil }
+            let transition = entry.health.connectionRefused()
+            entry.worker.isHealthy = entry.health.isHealthy
+            state.entries[id] = entry
+            if transition != nil { state.publish() }
+            return transition
+        }
+    }
+
+    // MARK: Reading
+
+    public func worker(_ id: WorkerID) -> Worker? {
+        state.withLock { $0.entries[id]?.worker }
+    }
+
+    public func worker(url: WorkerURL) -> Worker? {
+        state.withLock { state in state.idByURL[url].flatMap { state.entries[$0]?.worker } }
+    }
+
+    /// Every worker, in registration order.
+    public func workers() -> [Worker] {
+        state.withLock { state in state.order.compactMap { state.entries[$0]?.worker } }
+    }
+
+    /// Workers that routing may use, in registration order.
+    public func routableWorkers() -> [Worker] {
+        state.withLock { state in
+            state.order.compactMap { id in
+                guard let worker = state.entries[id]?.worker, worker.isRoutable else { return nil }
+                return worker
+            }
+        }
+    }
+
+    public var count: Int { state.withLock { $0.entries.count } }
+
+    /// Whether at least one worker is ready and healthy.
+    public var hasRoutableWorker: Bool {
+        state.withLock { state in state.entries.values.contains { $0.worker.isRoutable } }
+    }
+}
