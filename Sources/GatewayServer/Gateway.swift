@@ -1,0 +1,138 @@
+import AsyncHTTPClient
+import GatewayCore
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The gateway: registry, background jobs, health checks and the REST API,
+/// assembled from one configuration.
+///
+/// `run` serves until the surrounding task is cancelled or (when given signals)
+/// a shutdown signal arrives; tests run the real gateway this way on port 0.
+public final class Gateway: Sendable {
+    public let configuration: GatewayConfiguration
+    public let registry: WorkerRegistry
+    public let workers: WorkerService
+    let jobs: WorkerJobs
+    let prober: WorkerProber
+    let httpClient: HTTPClient
+    let logger: Logger
+    /// Set once the upstream client is shut down (by `run`, or by `deinit` for a gateway never run).
+    private let clientShutDown = Atomic<Bool>(false)
+    /// The running service group, so `shutdown()` can stop it gracefully.
+    private let serviceGroup = Mutex<ServiceGroup?>(nil)
+
+    /// Why the gateway cannot start.
+    public struct StartupError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public init(configuration: GatewayConfiguration, logger: Logger? = nil) {
+        var logger = logger ?? Logger(label: "model-gateway")
+        logger.logLevel = configuration.logLevel
+        self.configuration = configuration
+        self.logger = logger
+        self.registry = WorkerRegistry(wallClock: { Int64(Date().timeIntervalSince1970) })
+
+        var clientConfiguration = HTTPClient.Configuration()
+        clientConfiguration.redirectConfiguration = .disallow
+        clientConfiguration.timeout = .init(connect: .seconds(5))
+        clientConfiguration.httpVersion = .http1Only
+        // We retry on our own terms (another attempt later, another worker): fail fast.
+        clientConfiguration.connectionPool.retryConnectionEstablishment = false
+        clientConfiguration.connectionPool.idleTimeout = .seconds(60)
+        self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        self.prober = WorkerProber(client: httpClient)
+        self.jobs = WorkerJobs(registry: registry, prober: prober, configuration: configuration.registration, logger: logger)
+        self.workers = WorkerService(registry: registry, jobs: jobs, healthDefaults: configuration.healthCheck)
+    }
+
+    /// Serves until cancelled or signalled, then shuts down in order: listener,
+    /// background services, jobs, upstream client.
+    ///
+    /// - Parameters:
+    ///   - gracefulShutdownSignals: signals that start a graceful shutdown (none in tests).
+    ///   - onListening: called with the bound REST port once the listener is up.
+    public func run(
+        gracefulShutdownSignals: [UnixSignal] = [],
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
+        let startupInputs: [AddWorkerInput]
+        do {
+            startupInputs = try validatedStartupWorkers()
+        } catch {
+            await shutdownBackground()
+            throw error
+        }
+        let api = RESTAPI(service: workers, registry: registry, configuration: configuration)
+        let app = Application(
+            responder: GatewayResponder(routes: api.makeRoutes()),
+            configuration: ApplicationConfiguration(
+                address: .hostname(configuration.http.host, port: configuration.http.port),
+                serverName: "model-gateway"
+            ),
+            services: [HealthChecker(registry: registry, prober: prober, logger: logger)],
+            onServerRunning: { channel in
+                await onListening(channel.localAddress?.port ?? 0)
+            },
+            logger: logger
+        )
+        for input in startupInputs {
+            _ = try await workers.add(input)
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
+        )
+        serviceGroup.withLock { $0 = group }
+        defer { serviceGroup.withLock { $0 = nil } }
+        do {
+            try await group.run()
+        } catch {
+            await shutdownBackground()
+            throw error
+        }
+        await shutdownBackground()
+    }
+
+    /// Starts a graceful shutdown of a running gateway: the listener closes, requests
+    /// in flight finish, then `run` returns. Does nothing when the gateway is not running.
+    public func shutdown() async {
+        await serviceGroup.withLock { $0 }?.triggerGracefulShutdown()
+    }
+
+    private func shutdownBackground() async {
+        await jobs.shutdown()
+        if clientShutDown.exchange(true, ordering: .acquiringAndReleasing) == false {
+            try? await httpClient.shutdown()
+        }
+    }
+
+    deinit {
+        // A gateway that never ran (or failed to start) still owns a client that must be closed.
+        if clientShutDown.exchange(true, ordering: .acquiringAndReleasing) == false {
+            _ = httpClient.shutdown()
+        }
+    }
+
+    /// `--worker-urls` checked before anything starts, so a typo stops the gateway
+    /// with a clear message instead of a worker that never registers.
+    private func validatedStartupWorkers() throws -> [AddWorkerInput] {
+        try configuration.workerURLs.map { raw in
+            do throws(WorkerURLError) {
+                _ = try WorkerURL(raw)
+            } catch {
+                throw StartupError(description: "--worker-urls: \(error.description)")
+            }
+            return AddWorkerInput(url: raw, apiKey: configuration.workerAPIKey)
+        }
+    }
+}

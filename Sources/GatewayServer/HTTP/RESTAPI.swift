@@ -1,0 +1,106 @@
+import GatewayCore
+import GatewayJSON
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The REST API: the route table and its handlers.
+struct RESTAPI: Sendable {
+    let service: WorkerService
+    let registry: WorkerRegistry
+    let configuration: GatewayConfiguration
+
+    func makeRoutes() -> [Route] {
+        [
+            Route("/workers", style: .control, [
+                .get: { _, _ in listWorkers() },
+                .post: { request, _ in try await addWorker(request) },
+            ]),
+            Route("/workers/{worker_id}", style: .control, [
+                .get: { _, p in try getWorker(p["worker_id"]) },
+                .put: { request, p in try await updateWorker(request, p["worker_id"]) },
+                .delete: { _, p in try await removeWorker(p["worker_id"]) },
+            ]),
+            Route("/health", style: .control, [.get: { _, _ in liveness() }]),
+            Route("/liveness", style: .control, [.get: { _, _ in liveness() }]),
+            Route("/readiness", style: .control, [.get: { _, _ in readiness() }]),
+        ]
+    }
+
+    // MARK: Workers
+
+    func listWorkers() -> Response {
+        let workers = service.list()
+        return JSONResponse.make { json in
+            WorkerJSON.writeList(workers, load: { _ in 0 }, to: &json)
+        }
+    }
+
+    func addWorker(_ request: Request) async throws(GatewayError) -> Response {
+        let body = try await request.collectBody(limit: configuration.http.maxControlBodyBytes)
+        let input = try WorkerRequests.addInput(from: body.readableBytesView)
+        let accepted = try await service.add(input)
+        var headers = HTTPFields()
+        headers[.location] = accepted.location
+        return JSONResponse.make(status: .accepted, headers: headers) { json in
+            json.beginObject()
+            json.field("status", "accepted")
+            json.field("worker_id", accepted.worker.id.description)
+            json.field("url", accepted.worker.url.description)
+            json.field("location", accepted.location)
+            json.field("message", accepted.message)
+            json.endObject()
+        }
+    }
+
+    func getWorker(_ rawID: String) throws(GatewayError) -> Response {
+        let worker = try service.get(rawID)
+        return JSONResponse.make { json in WorkerJSON.write(worker, load: 0, to: &json) }
+    }
+
+    func updateWorker(_ request: Request, _ rawID: String) async throws(GatewayError) -> Response {
+        // Check the id before reading the body: a bad id is the more useful error.
+        _ = try WorkerService.parseID(rawID)
+        let body = try await request.collectBody(limit: configuration.http.maxControlBodyBytes)
+        let input = try WorkerRequests.updateInput(from: body.readableBytesView)
+        return acceptedResponse(try service.update(rawID, input))
+    }
+
+    func removeWorker(_ rawID: String) async throws(GatewayError) -> Response {
+        acceptedResponse(try await service.remove(rawID))
+    }
+
+    private func acceptedResponse(_ accepted: WorkerService.Accepted) -> Response {
+        JSONResponse.make(status: .accepted) { json in
+            json.beginObject()
+            json.field("status", "accepted")
+            json.field("worker_id", accepted.worker.id.description)
+            json.field("message", accepted.message)
+            json.endObject()
+        }
+    }
+
+    // MARK: Probes
+
+    func liveness() -> Response {
+        JSONResponse.make { json in
+            json.beginObject()
+            json.field("status", "ok")
+            json.endObject()
+        }
+    }
+
+    /// 200 once at least one worker is ready and healthy, else 503.
+    func readiness() -> Response {
+        let workers = registry.workers()
+        let healthy = workers.filter(\.isRoutable).count
+        return JSONResponse.make(status: healthy > 0 ? .ok : .serviceUnavailable) { json in
+            json.beginObject()
+            json.field("status", healthy > 0 ? "ready" : "not ready")
+            if healthy == 0 { json.field("reason", workers.isEmpty ? "no workers registered" : "no healthy workers") }
+            json.field("healthy_workers", healthy)
+            json.field("total_workers", workers.count)
+            json.endObject()
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// A REST route: a path pattern and a handler per method.
+struct Route: Sendable {
+    typealias Handler = @Sendable (Request, RouteParameters) async throws -> Response
+
+    enum Segment: Sendable, Equatable {
+        case literal(String)
+        /// Captures one segment under this name.
+        case parameter(String)
+    }
+
+    let segments: [Segment]
+    let handlers: [HTTPRequest.Method: Handler]
+    /// The error shape for this route (control plane or OpenAI).
+    let style: GatewayError.Style
+
+    /// `pattern` like "/workers/{worker_id}".
+    init(_ pattern: String, style: GatewayError.Style, _ handlers: [HTTPRequest.Method: Handler]) {
+        self.segments = pattern.split(separator: "/").map { part in
+            part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(String(part))
+        }
+        self.handlers = handlers
+        self.style = style
+    }
+
+    /// The methods allowed here, for `Allow` (HEAD wherever GET is).
+    var allowedMethods: [String] {
+        var names = handlers.keys.map(\.rawValue)
+        if handlers[.get] != nil { names.append("HEAD") }
+        return names.sorted()
+    }
+
+    func match(_ parts: [Substring]) -> RouteParameters? {
+        guard parts.count == segments.count else { return nil }
+        var parameters = RouteParameters()
+        for (segment, part) in zip(segments, parts) {
+            switch segment {
+            case .literal(let literal):
+                guard part == literal else { return nil }
+            case .parameter(let name):
+                parameters.values[name] = Self.percentDecoded(part)
+            }
+        }
+        return parameters
+    }
+
+    static func percentDecoded(_ part: Substring) -> String {
+        guard part.contains("%") else { return String(part) }
+        var bytes: [UInt8] = []
+        var utf8 = part.utf8.makeIterator()
+        while let byte = utf8.next() {
+            if byte == UInt8(ascii: "%"), let high = utf8.next(), let low = utf8.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Values captured from the path.
+struct RouteParameters: Sendable {
+    var values: [String: String] = [:]
+
+    subscript(name: String) -> String { values[name] ?? "" }
+}
+
+/// Dispatches requests over a fixed route table.
+///
+/// Unknown paths get a JSON 404 and known paths with the wrong method a JSON 405
+/// with `Allow`; any error a handler throws becomes a JSON error in the route's
+/// style. Nothing leaves as plain text.
+struct GatewayResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+
+    let routes: [Route]
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let path = request.uri.path
+        let parts = path.split(separator: "/")
+        var style: GatewayError.Style = parts.first == "v1" ? .openAI : .control
+        do {
+            for route in routes {
+                guard let parameters = route.match(parts) else { continue }
+                style = route.style
+                let isHead = request.method == .head
+                guard let handler = route.handlers[isHead ? .get : request.method] else {
+                    throw GatewayError.methodNotAllowed(method: request.method.rawValue, path: path, allowed: route.allowedMethods, style: style)
+                }
+                let response = try await handler(request, parameters)
+                return isHead ? Response(status: response.status, headers: response.headers) : response
+            }
+            throw GatewayError.routeNotFound(method: request.method.rawValue, path: path, style: style)
+        } catch let error as GatewayError {
+            return error.styled(style).makeResponse()
+        } catch is NIOTooManyBytesError {
+            return GatewayError.payloadTooLarge(limit: 0, style: style).makeResponse()
+        } catch {
+            return GatewayError.internalError("internal error: \(error)", style: style).makeResponse()
+        }
+    }
+}
+
+extension Request {
+    /// The whole body, refusing more than `limit` bytes with 413.
+    func collectBody(limit: Int, style: GatewayError.Style = .control) async throws(GatewayError) -> ByteBuffer {
+        do {
+            return try await body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw .payloadTooLarge(limit: limit, style: style)
+        } catch {
+            throw GatewayError(status: 400, code: style == .control ? "BAD_REQUEST" : "invalid_request", message: "could not read the request body: \(error)", style: style)
+        }
+    }
+}

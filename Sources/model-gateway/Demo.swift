@@ -1,0 +1,153 @@
+import ArgumentParser
+import AsyncHTTPClient
+import GatewayJSON
+import GatewayServer
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import SimWorker
+import UnixSignals
+
+/// The gateway's main job on an embedded default: a gateway, simulated workers,
+/// and the worker API exercised against them, call by call.
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start the gateway with simulated workers, register them over REST and show example calls."
+    )
+
+    @Option(help: "Gateway REST port (0 picks a free one).")
+    var port: Int = 30000
+
+    @Option(help: "How many simulated workers to start.")
+    var workers: Int = 2
+
+    @Flag(help: "Exit after the example calls instead of serving until Ctrl-C.")
+    var once: Bool = false
+
+    @Option(help: "Log level of the gateway: trace, debug, info, warn, error.")
+    var logLevel: String = "warn"
+
+    func validate() throws {
+        guard (1...16).contains(workers) else { throw ValidationError("--workers must be 1-16") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
+    }
+
+    func run() async throws {
+        var options = try ServeOptions.parse(["--host", "127.0.0.1", "--port", String(port), "--log-level", logLevel, "--health-check-interval-secs", "5"])
+        options.workerStartupTimeoutSecs = 30
+        let configuration = try options.makeConfiguration()
+        bootstrapLogging(level: configuration.logLevel)
+
+        var simWorkers: [SimWorker] = []
+        var workerURLs: [String] = []
+        for index in 0..<workers {
+            let worker = SimWorker(configuration: .init(name: "sim-\(index + 1)", modelID: "sim-model", latency: .milliseconds(20), chunkCount: 4))
+            let workerPort = try await worker.start()
+            simWorkers.append(worker)
+            workerURLs.append("http://127.0.0.1:\(workerPort)")
+        }
+        defer {
+            for worker in simWorkers { Task { try? await worker.shutdown() } }
+        }
+        print("Started \(workers) simulated worker(s): \(workerURLs.joined(separator: ", "))")
+
+        let gateway = Gateway(configuration: configuration, logger: Logger(label: "model-gateway"))
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                defer { continuation.finish() }
+                try await gateway.run(gracefulShutdownSignals: [.sigterm, .sigint]) { continuation.yield($0) }
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let gatewayPort = await iterator.next() else {
+                try await group.next()
+                throw ValidationError("the gateway stopped before it listened")
+            }
+            let base = "http://127.0.0.1:\(gatewayPort)"
+            print("Gateway listening on \(base)\n")
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                try await examples(base: base, workerURLs: workerURLs, client: client)
+                try await client.shutdown()
+            } catch {
+                try? await client.shutdown()
+                await gateway.shutdown()
+                throw error
+            }
+            if once {
+                await gateway.shutdown()
+            } else {
+                print("The gateway keeps serving on \(base); press Ctrl-C to stop.")
+            }
+            try await group.waitForAll()
+        }
+        for worker in simWorkers { try await worker.shutdown() }
+    }
+
+    /// The example calls, printed as curl commands with their answers.
+    private func examples(base: String, workerURLs: [String], client: HTTPClient) async throws {
+        var ids: [String] = []
+        for url in workerURLs {
+            let reply = try await call(client, .POST, base, "/workers", body: #"{"url": "\#(url)", "labels": {"pool": "demo"}}"#)
+            try expect(reply.status == 202, "POST /workers answered \(reply.status)")
+            guard let id = reply.json["worker_id"]?.stringValue else { throw ValidationError("POST /workers gave no worker_id") }
+            ids.append(id)
+        }
+
+        // Registration runs in the background: wait for the probes to finish.
+        let deadline = ContinuousClock.now + .seconds(30)
+        for id in ids {
+            while try await call(client, .GET, base, "/workers/\(id)", quiet: true).json["is_healthy"] != .bool(true) {
+                try expect(ContinuousClock.now < deadline, "worker \(id) did not become healthy")
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        print("# Both workers are probed and healthy.\n")
+
+        _ = try await call(client, .GET, base, "/workers")
+        _ = try await call(client, .GET, base, "/workers/\(ids[0])")
+        let update = try await call(client, .PUT, base, "/workers/\(ids[0])", body: #"{"priority": 80, "labels": {"tier": "fast"}}"#)
+        try expect(update.status == 202, "PUT answered \(update.status)")
+        let readiness = try await call(client, .GET, base, "/readiness")
+        try expect(readiness.status == 200, "readiness answered \(readiness.status)")
+        let bad = try await call(client, .POST, base, "/workers", body: #"{"url": "not a url"}"#)
+        try expect(bad.status == 400, "a bad URL answered \(bad.status)")
+        let missing = try await call(client, .GET, base, "/workers/00000000-0000-4000-8000-000000000000")
+        try expect(missing.status == 404, "an unknown id answered \(missing.status)")
+        if ids.count > 1 {
+            let removed = try await call(client, .DELETE, base, "/workers/\(ids[1])")
+            try expect(removed.status == 202, "DELETE answered \(removed.status)")
+        }
+        print("# Demo calls done.")
+    }
+
+    private struct Reply {
+        let status: Int
+        let json: JSONValue
+    }
+
+    private func call(_ client: HTTPClient, _ method: HTTPMethod, _ base: String, _ path: String, body: String? = nil, quiet: Bool = false) async throws -> Reply {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await client.execute(request, timeout: .seconds(10))
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        let json = (try? JSONParser.parse(bytes.readableBytesView)) ?? .string(String(buffer: bytes))
+        if !quiet {
+            var command = "curl -s -X \(method.rawValue) \(base)\(path)"
+            if let body { command += " -H 'Content-Type: application/json' -d '\(body)'" }
+            print("$ \(command)")
+            print("HTTP \(response.status.code)")
+            print(json.prettyString + "\n")
+        }
+        return Reply(status: Int(response.status.code), json: json)
+    }
+
+    private func expect(_ condition: Bool, _ message: String) throws {
+        if !condition { throw ValidationError("demo failed: \(message)") }
+    }
+}

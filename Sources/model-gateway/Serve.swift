@@ -1,0 +1,26 @@
+import ArgumentParser
+import GatewayServer
+import Logging
+import UnixSignals
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway: REST API on --port, workers from --worker-urls and POST /workers."
+    )
+
+    @OptionGroup var options: ServeOptions
+
+    func run() async throws {
+        let configuration = try options.makeConfiguration()
+        bootstrapLogging(level: configuration.logLevel)
+        let logger = Logger(label: "model-gateway")
+        let gateway = Gateway(configuration: configuration, logger: logger)
+        do {
+            try await gateway.run(gracefulShutdownSignals: [.sigterm, .sigint]) { port in
+                logger.info("model-gateway listening", metadata: ["address": "http://\(configuration.http.host):\(port)"])
+            }
+        } catch let error as Gateway.StartupError {
+            throw ValidationError(error.description)
+        }
+    }
+}
