@@ -1,0 +1,348 @@
+import GatewayJSON
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reply bodies that never change while a worker runs, written once per connection setup.
+struct StaticReplies: Sendable {
+    var serverInfo: [UInt8]
+    var modelInfo: [UInt8]
+    var models: [UInt8]
+
+    /// The fixed `created` stamp of the `/v1/models` entry.
+    static let modelCreated = 1_700_000_000
+
+    init(name: String, configuration: SimWorker.Configuration, port: Int) {
+        let model = configuration.modelID
+
+        var w = JSONWriter(capacity: 512)
+        w.beginObject()
+        w.field("model_path", model)
+        w.field("served_model_name", model)
+        w.field("tokenizer_path", model)
+        w.field("tp_size", 1)
+        w.field("dp_size", 1)
+        w.field("load_balance_method", "round_robin")
+        w.field("disaggregation_mode", "null")
+        w.field("version", "sim-0.1")
+        w.field("max_total_num_tokens", 65536)
+        w.field("max_req_input_len", 4096)
+        w.field("context_length", 4096)
+        w.field("host", configuration.host)
+        w.field("port", port)
+        w.field("sim_worker_name", name)
+        w.endObject()
+        serverInfo = w.bytes
+
+        w = JSONWriter(capacity: 320)
+        w.beginObject()
+        w.field("model_path", model)
+        w.field("tokenizer_path", model)
+        w.field("is_generation", true)
+        w.key("preferred_sampling_params")
+        w.null()
+        w.field("weight_version", "default")
+        w.field("has_image_understanding", false)
+        w.field("has_audio_understanding", false)
+        w.field("model_type", "llama")
+        w.key("architectures")
+        w.beginArray()
+        w.string("LlamaForCausalLM")
+        w.endArray()
+        w.endObject()
+        modelInfo = w.bytes
+
+        w = JSONWriter(capacity: 200)
+        w.beginObject()
+        w.field("object", "list")
+        w.key("data")
+        w.beginArray()
+        w.beginObject()
+        w.field("id", model)
+        w.field("object", "model")
+        w.field("created", Self.modelCreated)
+        w.field("owned_by", "sim-worker")
+        w.field("root", model)
+        w.field("max_model_len", 4096)
+        w.endObject()
+        w.endArray()
+        w.endObject()
+        models = w.bytes
+    }
+}
+
+/// Builders for the dynamic JSON bodies.
+enum Replies {
+    /// `{"error":{"message","type","code"}}` (OpenAI shape).
+    static func error(_ message: String, type: String, code: Int) -> [UInt8] {
+        var w = JSONWriter(capacity: 96 + message.utf8.count)
+        w.beginObject()
+        w.key("error")
+        w.beginObject()
+        w.field("message", message)
+        w.field("type", type)
+        w.field("code", code)
+        w.endObject()
+        w.endObject()
+        return w.bytes
+    }
+
+    /// `{"error":{"message","code"}}` (the llama.cpp shape used by `/health`).
+    static func healthError(_ message: String) -> [UInt8] {
+        var w = JSONWriter(capacity: 64)
+        w.beginObject()
+        w.key("error")
+        w.beginObject()
+        w.field("message", message)
+        w.field("code", 503)
+        w.endObject()
+        w.endObject()
+        return w.bytes
+    }
+
+    static func load(inFlight: Int) -> [UInt8] {
+        var w = JSONWriter(capacity: 96)
+        w.beginArray()
+        w.beginObject()
+        w.field("dp_rank", 0)
+        w.field("num_reqs", inFlight)
+        w.field("num_waiting_reqs", 0)
+        w.field("num_tokens", inFlight * 16)
+        w.endObject()
+        w.endArray()
+        return w.bytes
+    }
+
+    static func unixTime() -> Int {
+        Int(time(nil))
+    }
+
+    // MARK: SGLang /generate
+
+    /// One `/generate` body: `tokens` generated so far (text is cumulative), final when
+    /// `final` (finish_reason set), otherwise finish_reason null.
+    static func generate(
+        rid: String,
+        tokens: Int,
+        final: Bool,
+        promptTokens: Int,
+        e2eLatency: Double,
+        worker: String
+    ) -> [UInt8] {
+        var w = JSONWriter(capacity: 256 + tokens * 12)
+        w.beginObject()
+        w.field("text", SimWorker.text(tokens: 0..<tokens))
+        w.key("output_ids")
+        w.beginArray()
+        for i in 0..<tokens { w.int(SimWorker.tokenID(i)) }
+        w.endArray()
+        w.key("meta_info")
+        w.beginObject()
+        w.field("id", rid)
+        w.key("finish_reason")
+        if final {
+            w.beginObject()
+            w.field("type", "length")
+            w.field("length", tokens)
+            w.endObject()
+        } else {
+            w.null()
+        }
+        w.field("prompt_tokens", promptTokens)
+        w.field("completion_tokens", tokens)
+        w.field("cached_tokens", 0)
+        w.field("weight_version", "default")
+        w.field("e2e_latency", (e2eLatency * 1_000_000).rounded() / 1_000_000)
+        w.field("worker", worker)
+        w.endObject()
+        w.endObject()
+        return w.bytes
+    }
+
+    // MARK: OpenAI
+
+    private static func usage(_ w: inout JSONWriter, prompt: Int, completion: Int) {
+        w.key("usage")
+        w.beginObject()
+        w.field("prompt_tokens", prompt)
+        w.field("completion_tokens", completion)
+        w.field("total_tokens", prompt + completion)
+        w.endObject()
+    }
+
+    private static func header(_ w: inout JSONWriter, id: String, object: String, created: Int, model: String, worker: String) {
+        w.field("id", id)
+        w.field("object", object)
+        w.field("created", created)
+        w.field("model", model)
+        w.field("system_fingerprint", worker)
+    }
+
+    /// A complete, non-streamed `/v1/completions` or `/v1/chat/completions` body.
+    static func openAICompletion(
+        chat: Bool,
+        id: String,
+        created: Int,
+        model: String,
+        worker: String,
+        promptTokens: Int,
+        tokens: Int
+    ) -> [UInt8] {
+        var w = JSONWriter(capacity: 320 + tokens * 8)
+        w.beginObject()
+        header(&w, id: id, object: chat ? "chat.completion" : "text_completion", created: created, model: model, worker: worker)
+        w.key("choices")
+        w.beginArray()
+        w.beginObject()
+        w.field("index", 0)
+        let text = SimWorker.text(tokens: 0..<tokens)
+        if chat {
+            w.key("message")
+            w.beginObject()
+            w.field("role", "assistant")
+            w.field("content", text)
+            w.endObject()
+        } else {
+            w.field("text", text)
+        }
+        w.key("logprobs")
+        w.null()
+        w.field("finish_reason", "length")
+        w.endObject()
+        w.endArray()
+        usage(&w, prompt: promptTokens, completion: tokens)
+        w.endObject()
+        return w.bytes
+    }
+
+    /// One streamed OpenAI chunk carrying tokens `range`; `final` sets finish_reason "length".
+    static func openAIChunk(
+        chat: Bool,
+        id: String,
+        created: Int,
+        model: String,
+        worker: String,
+        range: Range<Int>,
+        final: Bool
+    ) -> [UInt8] {
+        var w = JSONWriter(capacity: 256 + range.count * 8)
+        w.beginObject()
+        header(&w, id: id, object: chat ? "chat.completion.chunk" : "text_completion", created: created, model: model, worker: worker)
+        w.key("choices")
+        w.beginArray()
+        w.beginObject()
+        w.field("index", 0)
+        // Token i > 0 carries its leading space, so deltas concatenate to the full text.
+        let delta = SimWorker.text(tokens: range)
+        if chat {
+            w.key("delta")
+            w.beginObject()
+            if range.lowerBound == 0 { w.field("role", "assistant") }
+            w.field("content", delta)
+            w.endObject()
+        } else {
+            w.field("text", delta)
+        }
+        w.key("logprobs")
+        w.null()
+        w.key("finish_reason")
+        if final { w.string("length") } else { w.null() }
+        w.endObject()
+        w.endArray()
+        w.endObject()
+        return w.bytes
+    }
+
+    /// The trailing usage chunk sent when `stream_options.include_usage` is true (choices empty).
+    static func openAIUsageChunk(
+        chat: Bool,
+        id: String,
+        created: Int,
+        model: String,
+        worker: String,
+        promptTokens: Int,
+        tokens: Int
+    ) -> [UInt8] {
+        var w = JSONWriter(capacity: 256)
+        w.beginObject()
+        header(&w, id: id, object: chat ? "chat.completion.chunk" : "text_completion", created: created, model: model, worker: worker)
+        w.key("choices")
+        w.beginArray()
+        w.endArray()
+        usage(&w, prompt: promptTokens, completion: tokens)
+        w.endObject()
+        return w.bytes
+    }
+
+    static func embeddings(_ request: EmbeddingRequest, worker: String) -> [UInt8] {
+        var w = JSONWriter(capacity: 128 + request.inputs.count * 160)
+        w.beginObject()
+        w.field("object", "list")
+        w.key("data")
+        w.beginArray()
+        var promptTokens = 0
+        for (index, input) in request.inputs.enumerated() {
+            promptTokens += input.tokens
+            w.beginObject()
+            w.field("object", "embedding")
+            w.field("index", index)
+            w.key("embedding")
+            w.beginArray()
+            for v in SimWorker.embedding(for: input.key) { w.double(v) }
+            w.endArray()
+            w.endObject()
+        }
+        w.endArray()
+        w.field("model", request.model)
+        w.key("usage")
+        w.beginObject()
+        w.field("prompt_tokens", promptTokens)
+        w.field("total_tokens", promptTokens)
+        w.endObject()
+        w.field("system_fingerprint", worker)
+        w.endObject()
+        return w.bytes
+    }
+
+    static func rerank(_ request: RerankRequest, worker: String) -> [UInt8] {
+        let queryWords = Set(request.query.lowercased().split(whereSeparator: { $0.isWhitespace }))
+        var scored = request.documents.enumerated().map { (index: $0.offset, score: SimWorker.relevance(queryWords: queryWords, document: $0.element)) }
+        scored.sort { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }
+        if let topN = request.topN, topN < scored.count { scored.removeSubrange(topN...) }
+        var promptTokens = SimWorker.wordCount(request.query)
+        for doc in request.documents { promptTokens += SimWorker.wordCount(doc) }
+
+        var w = JSONWriter(capacity: 128 + scored.count * 96)
+        w.beginObject()
+        w.field("id", SimWorker.hexID("rerank-"))
+        w.field("model", request.model)
+        w.key("results")
+        w.beginArray()
+        for item in scored {
+            w.beginObject()
+            w.field("index", item.index)
+            w.field("relevance_score", item.score)
+            if request.returnDocuments {
+                w.key("document")
+                w.beginObject()
+                w.field("text", request.documents[item.index])
+                w.endObject()
+            }
+            w.endObject()
+        }
+        w.endArray()
+        w.key("usage")
+        w.beginObject()
+        w.field("prompt_tokens", promptTokens)
+        w.field("total_tokens", promptTokens)
+        w.endObject()
+        w.field("system_fingerprint", worker)
+        w.endObject()
+        return w.bytes
+    }
+}
