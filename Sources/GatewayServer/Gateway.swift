@@ -22,6 +22,8 @@ public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let registry: WorkerRegistry
     public let workers: WorkerService
+    public let policy: any RoutingPolicy
+    let selector: WorkerSelector
     let jobs: WorkerJobs
     let prober: WorkerProber
     let httpClient: HTTPClient
@@ -41,7 +43,9 @@ public final class Gateway: Sendable {
         logger.logLevel = configuration.logLevel
         self.configuration = configuration
         self.logger = logger
-        self.registry = WorkerRegistry(wallClock: { Int64(Date().timeIntervalSince1970) })
+        self.registry = WorkerRegistry(wallClock: { Int64(Date().timeIntervalSince1970) }, breaker: configuration.circuitBreaker)
+        self.policy = configuration.routing.policy.makePolicy(cacheAware: configuration.routing.cacheAware)
+        self.selector = WorkerSelector(registry: registry, policy: policy)
 
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.redirectConfiguration = .disallow
@@ -50,10 +54,14 @@ public final class Gateway: Sendable {
         // We retry on our own terms (another attempt later, another worker): fail fast.
         clientConfiguration.connectionPool.retryConnectionEstablishment = false
         clientConfiguration.connectionPool.idleTimeout = .seconds(60)
+        // Streams hold a connection each; many may run against one worker at once.
+        clientConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1024
         self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         self.prober = WorkerProber(client: httpClient)
         self.jobs = WorkerJobs(registry: registry, prober: prober, configuration: configuration.registration, logger: logger)
-        self.workers = WorkerService(registry: registry, jobs: jobs, healthDefaults: configuration.healthCheck)
+        self.workers = WorkerService(
+            registry: registry, jobs: jobs, healthDefaults: configuration.healthCheck, defaultMaxLoad: configuration.routing.workerMaxLoad
+        )
     }
 
     /// Serves until cancelled or signalled, then shuts down in order: listener,
@@ -73,14 +81,22 @@ public final class Gateway: Sendable {
             await shutdownBackground()
             throw error
         }
-        let api = RESTAPI(service: workers, registry: registry, configuration: configuration)
+        let proxy = InferenceProxy(selector: selector, registry: registry, client: httpClient, configuration: configuration, logger: logger)
+        let info = InfoRoutes(
+            registry: registry, selector: selector, client: httpClient, configuration: configuration,
+            startedAt: Int64(Date().timeIntervalSince1970)
+        )
+        let api = RESTAPI(service: workers, registry: registry, configuration: configuration, proxy: proxy, info: info)
         let app = Application(
             responder: GatewayResponder(routes: api.makeRoutes()),
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.http.host, port: configuration.http.port),
                 serverName: "model-gateway"
             ),
-            services: [HealthChecker(registry: registry, prober: prober, logger: logger)],
+            services: [
+                HealthChecker(registry: registry, prober: prober, logger: logger),
+                PolicyMaintenance(policy: policy, registry: registry, interval: configuration.routing.evictionInterval),
+            ],
             onServerRunning: { channel in
                 await onListening(channel.localAddress?.port ?? 0)
             },

@@ -122,7 +122,7 @@ final class SimHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             path = Substring(head.uri)
         }
-        worker.recordRequest(path: path)
+        worker.recordRequest(path: path, headers: head.headers)
 
         guard let route = Route(path: path), runtime == .sglang || !route.sglangOnly else {
             respondError(context, head, .notFound, "Not Found: \(path)", type: "not_found_error")

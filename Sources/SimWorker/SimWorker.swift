@@ -124,6 +124,7 @@ public final class SimWorker: Service, Sendable {
         var failureRate: Double
         var latency: Duration
         var requestCounts: [String: Int] = [:]
+        var lastHeaders: [String: HTTPHeaders] = [:]
         var totalRequests = 0
         var inFlight = 0
         var connections = 0
@@ -327,13 +328,19 @@ public final class SimWorker: Service, Sendable {
         var latency: Duration
     }
 
-    /// Records that a request for `path` arrived.
+    /// Records that a request for `path` arrived, with its headers.
     @inline(__always)
-    func recordRequest(path: Substring) {
+    func recordRequest(path: Substring, headers: HTTPHeaders) {
         state.withLock { state in
             state.totalRequests += 1
             state.requestCounts[String(path), default: 0] += 1
+            state.lastHeaders[String(path)] = headers
         }
+    }
+
+    /// The headers of the last request for `path` (tests check what a proxy forwarded).
+    public func lastRequestHeaders(path: String) -> [(name: String, value: String)] {
+        state.withLock { state in state.lastHeaders[path].map { $0.map { (name: $0.name, value: $0.value) } } ?? [] }
     }
 
     func healthSnapshot() -> HealthSnapshot {

@@ -41,6 +41,69 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, warn, error.")
     var logLevel: String = "info"
 
+    // MARK: Routing
+
+    @Option(help: "Load-balancing policy: random, round_robin, power_of_two, cache_aware, consistent_hash.")
+    var policy: String = "cache_aware"
+
+    @Option(help: "cache_aware: share of a prompt a worker must already hold to win on cache (0-1).")
+    var cacheThreshold: Double = 0.3
+
+    @Option(help: "cache_aware: load difference (requests) above which the least loaded worker wins.")
+    var balanceAbsThreshold: Int = 64
+
+    @Option(help: "cache_aware: load ratio above which the least loaded worker wins.")
+    var balanceRelThreshold: Double = 1.5
+
+    @Option(name: [.customLong("eviction-interval-secs"), .customLong("eviction-interval")], help: "cache_aware: seconds between evictions of old prefixes.")
+    var evictionIntervalSecs: Int = 120
+
+    @Option(help: "cache_aware: bytes of prompt text remembered per worker.")
+    var maxTreeSize: Int = 1 << 26
+
+    @Option(help: "Largest inference request body in bytes (413 above).")
+    var maxPayloadSize: Int = 512 * 1024 * 1024
+
+    @Option(help: "Seconds a request may take, first attempt to last byte.")
+    var requestTimeoutSecs: Int = 1800
+
+    @Option(help: "In-flight requests at which a worker counts as saturated (0: no limit); a worker's max_load overrides it.")
+    var workerMaxLoad: Int = 0
+
+    // MARK: Retries
+
+    @Option(help: "Attempts per request in all, first included (1: no retry).")
+    var retryMaxRetries: Int = 5
+
+    @Option(help: "Backoff before the first retry, in milliseconds.")
+    var retryInitialBackoffMs: Int = 50
+
+    @Option(help: "Longest backoff between retries, in milliseconds.")
+    var retryMaxBackoffMs: Int = 30000
+
+    @Option(help: "Backoff growth per retry.")
+    var retryBackoffMultiplier: Double = 1.5
+
+    @Option(help: "Random spread of each backoff (0-1).")
+    var retryJitterFactor: Double = 0.2
+
+    @Flag(help: "Never retry a failed attempt on another worker.")
+    var disableRetries: Bool = false
+
+    // MARK: Circuit breaker
+
+    @Option(help: "Consecutive failures (connection errors, 5xx) that open a worker's breaker.")
+    var cbFailureThreshold: Int = 10
+
+    @Option(help: "Consecutive successes in half-open that close the breaker.")
+    var cbSuccessThreshold: Int = 3
+
+    @Option(help: "Seconds a breaker stays open before it lets trial requests through.")
+    var cbTimeoutDurationSecs: Int = 60
+
+    @Flag(help: "Never open circuit breakers.")
+    var disableCircuitBreaker: Bool = false
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
         for (name, value) in [
@@ -52,6 +115,28 @@ struct ServeOptions: ParsableArguments {
         }
         guard healthCheckEndpoint.hasPrefix("/") else { throw ValidationError("--health-check-endpoint must start with '/'") }
         _ = try parsedLogLevel()
+        _ = try parsedPolicy()
+        for (name, value) in [
+            ("--eviction-interval-secs", evictionIntervalSecs), ("--max-tree-size", maxTreeSize), ("--max-payload-size", maxPayloadSize),
+            ("--request-timeout-secs", requestTimeoutSecs), ("--retry-max-retries", retryMaxRetries),
+            ("--retry-max-backoff-ms", retryMaxBackoffMs), ("--cb-failure-threshold", cbFailureThreshold),
+            ("--cb-success-threshold", cbSuccessThreshold), ("--cb-timeout-duration-secs", cbTimeoutDurationSecs),
+        ] where value < 1 {
+            throw ValidationError("\(name) must be at least 1")
+        }
+        guard (0...1).contains(cacheThreshold) else { throw ValidationError("--cache-threshold must be between 0 and 1") }
+        guard (0...1).contains(retryJitterFactor) else { throw ValidationError("--retry-jitter-factor must be between 0 and 1") }
+        guard retryBackoffMultiplier >= 1 else { throw ValidationError("--retry-backoff-multiplier must be at least 1") }
+        guard retryInitialBackoffMs >= 0, balanceAbsThreshold >= 0, balanceRelThreshold >= 1, workerMaxLoad >= 0 else {
+            throw ValidationError("--retry-initial-backoff-ms, --balance-abs-threshold and --worker-max-load must be >= 0; --balance-rel-threshold >= 1")
+        }
+    }
+
+    func parsedPolicy() throws -> PolicyName {
+        guard let policy = PolicyName(rawValue: policy.lowercased()) else {
+            throw ValidationError("--policy must be one of \(PolicyName.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return policy
     }
 
     func parsedLogLevel() throws -> Logger.Level {
@@ -79,6 +164,29 @@ struct ServeOptions: ParsableArguments {
                 successThreshold: healthSuccessThreshold,
                 endpoint: healthCheckEndpoint,
                 disabled: disableHealthCheck
+            ),
+            routing: .init(
+                policy: try parsedPolicy(),
+                cacheAware: .init(
+                    cacheThreshold: cacheThreshold, balanceAbsThreshold: balanceAbsThreshold,
+                    balanceRelThreshold: balanceRelThreshold, maxTreeSize: maxTreeSize
+                ),
+                evictionInterval: .seconds(evictionIntervalSecs),
+                maxPayloadBytes: maxPayloadSize,
+                requestTimeout: .seconds(requestTimeoutSecs),
+                workerMaxLoad: workerMaxLoad > 0 ? workerMaxLoad : nil
+            ),
+            retry: .init(
+                maxAttempts: retryMaxRetries,
+                backoff: Backoff(
+                    initial: .milliseconds(retryInitialBackoffMs), maximum: .milliseconds(retryMaxBackoffMs),
+                    multiplier: retryBackoffMultiplier, jitter: retryJitterFactor
+                ),
+                isEnabled: !disableRetries
+            ),
+            circuitBreaker: .init(
+                failureThreshold: cbFailureThreshold, successThreshold: cbSuccessThreshold,
+                openDuration: .seconds(cbTimeoutDurationSecs), isEnabled: !disableCircuitBreaker
             ),
             workerURLs: workerUrls,
             logLevel: try parsedLogLevel()

@@ -32,8 +32,63 @@ public struct GatewayConfiguration: Sendable {
         }
     }
 
+    /// How inference requests are routed and forwarded.
+    public struct Routing: Sendable {
+        public var policy: PolicyName
+        public var cacheAware: CacheAwarePolicy.Configuration
+        /// How often cache-aware routing evicts old prefixes.
+        public var evictionInterval: Duration
+        /// Largest inference request body accepted (413 above).
+        public var maxPayloadBytes: Int
+        /// The longest a request may take, first attempt to last byte (504 before the first byte).
+        public var requestTimeout: Duration
+        /// Prompt bytes that cache-aware routing looks at (longer prompts are cut).
+        public var maxRoutingTextBytes: Int
+        /// Default in-flight limit per worker above which it counts as saturated; nil: none.
+        public var workerMaxLoad: Int?
+
+        public init(
+            policy: PolicyName = .cacheAware,
+            cacheAware: CacheAwarePolicy.Configuration = .init(),
+            evictionInterval: Duration = .seconds(120),
+            maxPayloadBytes: Int = 512 * 1024 * 1024,
+            requestTimeout: Duration = .seconds(1800),
+            maxRoutingTextBytes: Int = 16 * 1024,
+            workerMaxLoad: Int? = nil
+        ) {
+            self.policy = policy
+            self.cacheAware = cacheAware
+            self.evictionInterval = evictionInterval
+            self.maxPayloadBytes = maxPayloadBytes
+            self.requestTimeout = requestTimeout
+            self.maxRoutingTextBytes = maxRoutingTextBytes
+            self.workerMaxLoad = workerMaxLoad
+        }
+    }
+
+    /// Retries of failed inference attempts on other workers.
+    public struct Retry: Sendable {
+        /// Attempts per request in all (as the reference counts them); 1 means no retry.
+        public var maxAttempts: Int
+        public var backoff: Backoff
+        public var isEnabled: Bool
+
+        public init(
+            maxAttempts: Int = 5,
+            backoff: Backoff = Backoff(initial: .milliseconds(50), maximum: .seconds(30), multiplier: 1.5, jitter: 0.2),
+            isEnabled: Bool = true
+        ) {
+            self.maxAttempts = max(maxAttempts, 1)
+            self.backoff = backoff
+            self.isEnabled = isEnabled
+        }
+    }
+
     public var http: HTTP
     public var registration: Registration
+    public var routing: Routing
+    public var retry: Retry
+    public var circuitBreaker: CircuitBreaker.Configuration
     /// Default active health-check settings of every worker (a worker may override them).
     public var healthCheck: HealthCheckConfig
     /// Workers registered at start-up.
@@ -46,12 +101,18 @@ public struct GatewayConfiguration: Sendable {
         http: HTTP = HTTP(),
         registration: Registration = Registration(),
         healthCheck: HealthCheckConfig = HealthCheckConfig(),
+        routing: Routing = Routing(),
+        retry: Retry = Retry(),
+        circuitBreaker: CircuitBreaker.Configuration = .init(),
         workerURLs: [String] = [],
         workerAPIKey: String? = nil,
         logLevel: Logger.Level = .info
     ) {
         self.http = http
         self.registration = registration
+        self.routing = routing
+        self.retry = retry
+        self.circuitBreaker = circuitBreaker
         self.healthCheck = healthCheck
         self.workerURLs = workerURLs
         self.workerAPIKey = workerAPIKey

@@ -9,6 +9,8 @@ struct RESTAPI: Sendable {
     let service: WorkerService
     let registry: WorkerRegistry
     let configuration: GatewayConfiguration
+    let proxy: InferenceProxy
+    let info: InfoRoutes
 
     func makeRoutes() -> [Route] {
         [
@@ -24,7 +26,22 @@ struct RESTAPI: Sendable {
             Route("/health", style: .control, [.get: { _, _ in liveness() }]),
             Route("/liveness", style: .control, [.get: { _, _ in liveness() }]),
             Route("/readiness", style: .control, [.get: { _, _ in readiness() }]),
+        ] + inferenceRoutes()
+    }
+
+    private func inferenceRoutes() -> [Route] {
+        var routes = InferenceRoute.allCases.map { route in
+            Route(route.rawValue, style: .openAI, [.post: { request, _ in try await proxy.handle(request, route: route) }])
+        }
+        routes += [
+            Route("/v1/models", style: .openAI, [.get: { _, _ in info.models() }]),
+            Route("/get_loads", style: .openAI, [.get: { _, _ in info.loads() }]),
+            Route("/get_server_info", style: .openAI, [.get: { _, _ in info.serverInfo() }]),
+            Route("/get_model_info", style: .openAI, [.get: { request, _ in try await info.modelInfo(request) }]),
+            Route("/health_generate", style: .openAI, [.get: { request, _ in try await info.healthGenerate(request) }]),
+            Route("/flush_cache", style: .openAI, [.post: { _, _ in await info.flushCache() }]),
         ]
+        return routes
     }
 
     // MARK: Workers
@@ -32,7 +49,7 @@ struct RESTAPI: Sendable {
     func listWorkers() -> Response {
         let workers = service.list()
         return JSONResponse.make { json in
-            WorkerJSON.writeList(workers, load: { _ in 0 }, to: &json)
+            WorkerJSON.writeList(workers, to: &json)
         }
     }
 
@@ -55,7 +72,7 @@ struct RESTAPI: Sendable {
 
     func getWorker(_ rawID: String) throws(GatewayError) -> Response {
         let worker = try service.get(rawID)
-        return JSONResponse.make { json in WorkerJSON.write(worker, load: 0, to: &json) }
+        return JSONResponse.make { json in WorkerJSON.write(worker, to: &json) }
     }
 
     func updateWorker(_ request: Request, _ rawID: String) async throws(GatewayError) -> Response {

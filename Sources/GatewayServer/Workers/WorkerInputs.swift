@@ -12,12 +12,15 @@ public struct AddWorkerInput: Sendable, Equatable {
     public var bootstrapPort: Int?
     public var apiKey: String?
     public var healthCheck: HealthCheckChange
+    public var maxLoad: Int?
 
     public init(
         url: String, modelID: String? = nil, priority: UInt32? = nil, cost: Double? = nil,
         labels: [String: String] = [:], workerType: WorkerType? = nil, runtimeType: RuntimeType? = nil,
-        bootstrapPort: Int? = nil, apiKey: String? = nil, healthCheck: HealthCheckChange = HealthCheckChange()
+        bootstrapPort: Int? = nil, apiKey: String? = nil, healthCheck: HealthCheckChange = HealthCheckChange(),
+        maxLoad: Int? = nil
     ) {
+        self.maxLoad = maxLoad
         self.url = url
         self.modelID = modelID
         self.priority = priority
@@ -38,11 +41,14 @@ public struct UpdateWorkerInput: Sendable, Equatable {
     public var labelChanges: [String: String?]
     public var apiKey: String??
     public var healthCheck: HealthCheckChange
+    /// `.some(nil)` removes the limit.
+    public var maxLoad: Int??
 
     public init(
         priority: UInt32? = nil, cost: Double? = nil, labelChanges: [String: String?] = [:],
-        apiKey: String?? = nil, healthCheck: HealthCheckChange = HealthCheckChange()
+        apiKey: String?? = nil, healthCheck: HealthCheckChange = HealthCheckChange(), maxLoad: Int?? = nil
     ) {
+        self.maxLoad = maxLoad
         self.priority = priority
         self.cost = cost
         self.labelChanges = labelChanges
@@ -51,7 +57,7 @@ public struct UpdateWorkerInput: Sendable, Equatable {
     }
 
     public var isEmpty: Bool {
-        priority == nil && cost == nil && labelChanges.isEmpty && apiKey == nil && healthCheck.isEmpty
+        priority == nil && cost == nil && labelChanges.isEmpty && apiKey == nil && healthCheck.isEmpty && maxLoad == nil
     }
 }
 

@@ -4,7 +4,7 @@ import GatewayJSON
 /// The REST (JSON) shapes of workers, as the reference gateway names them.
 enum WorkerJSON {
     /// One WorkerInfo object.
-    static func write(_ worker: Worker, load: Int, to json: inout JSONWriter) {
+    static func write(_ worker: Worker, now: ContinuousClock.Instant = .now, to json: inout JSONWriter) {
         json.beginObject()
         json.field("id", worker.id.description)
         json.field("url", worker.url.description)
@@ -13,7 +13,7 @@ enum WorkerJSON {
         json.field("cost", worker.spec.cost)
         json.field("worker_type", worker.spec.workerType.rawValue)
         json.field("is_healthy", worker.isHealthy)
-        json.field("load", load)
+        json.field("load", worker.load)
         json.field("connection_mode", "HTTP")
         json.field("runtime_type", worker.runtimeType?.rawValue ?? "unknown")
         if let port = worker.spec.bootstrapPort { json.field("bootstrap_port", port) }
@@ -31,6 +31,8 @@ enum WorkerJSON {
         json.field("endpoint", worker.spec.healthCheck.endpoint)
         json.endObject()
         json.field("has_api_key", worker.spec.apiKey != nil)
+        if let maxLoad = worker.spec.maxLoad { json.field("max_load", maxLoad) }
+        json.field("circuit_breaker", worker.handle.breakerState(at: now).rawValue)
         if let job = worker.job {
             json.key("job_status")
             json.beginObject()
@@ -45,7 +47,8 @@ enum WorkerJSON {
     }
 
     /// `GET /workers`.
-    static func writeList(_ workers: [Worker], load: (Worker) -> Int, to json: inout JSONWriter) {
+    static func writeList(_ workers: [Worker], to json: inout JSONWriter) {
+        let now = ContinuousClock.now
         var prefill = 0
         var decode = 0
         var regular = 0
@@ -58,7 +61,7 @@ enum WorkerJSON {
             case .decode: decode += 1
             case .regular: regular += 1
             }
-            write(worker, load: load(worker), to: &json)
+            write(worker, now: now, to: &json)
         }
         json.endArray()
         json.field("total", workers.count)

@@ -16,6 +16,8 @@ public struct WorkerService: Sendable {
     let registry: WorkerRegistry
     let jobs: WorkerJobs
     let healthDefaults: HealthCheckConfig
+    /// `max_load` of workers registered without one.
+    let defaultMaxLoad: Int?
 
     /// Registers a worker: answers at once, the add job probes it in the background.
     public func add(_ input: AddWorkerInput) async throws(GatewayError) -> Accepted {
@@ -46,7 +48,8 @@ public struct WorkerService: Sendable {
             runtimeType: input.runtimeType,
             bootstrapPort: input.bootstrapPort.map { UInt16($0) },
             apiKey: input.apiKey.flatMap { $0.isEmpty ? nil : $0 },
-            healthCheck: input.healthCheck.applied(to: healthDefaults)
+            healthCheck: input.healthCheck.applied(to: healthDefaults),
+            maxLoad: input.maxLoad ?? defaultMaxLoad
         )
         let reservation = registry.reserve(spec)
         switch reservation {
@@ -81,7 +84,7 @@ public struct WorkerService: Sendable {
         guard !input.isEmpty else {
             throw GatewayError(
                 status: 400, code: "BAD_REQUEST",
-                message: "nothing to update: give at least one of priority, cost, labels, api_key, health_check_timeout_secs, health_check_interval_secs, health_failure_threshold, health_success_threshold, health_check_endpoint, disable_health_check"
+                message: "nothing to update: give at least one of priority, cost, labels, api_key, max_load, health_check_timeout_secs, health_check_interval_secs, health_failure_threshold, health_success_threshold, health_check_endpoint, disable_health_check"
             )
         }
         try WorkerInputValidation.validate(cost: input.cost)
@@ -93,7 +96,8 @@ public struct WorkerService: Sendable {
             cost: input.cost,
             labelChanges: input.labelChanges,
             apiKey: input.apiKey.map { key in key.flatMap { $0.isEmpty ? nil : $0 } },
-            healthCheck: input.healthCheck
+            healthCheck: input.healthCheck,
+            maxLoad: input.maxLoad
         )
         guard let worker = registry.update(id, update) else { throw .workerNotFound(rawID) }
         return Accepted(worker: worker, message: "Worker updated")

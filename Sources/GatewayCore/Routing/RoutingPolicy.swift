@@ -1,0 +1,156 @@
+import Synchronization
+
+/// What a policy may look at in a request.
+public struct RoutingRequest: Sendable {
+    /// The prompt text (for cache-aware routing), already capped in length.
+    public var text: [UInt8]?
+    /// The consistent-hash key (header `X-SMG-Routing-Key`, else the body's `user` or session id).
+    public var key: String?
+
+    public init(text: [UInt8]? = nil, key: String? = nil) {
+        self.text = text
+        self.key = key
+    }
+}
+
+/// A load-balancing policy: picks one worker among eligible ones.
+///
+/// `eligible` is never empty; its workers are healthy, not open-circuited, not
+/// saturated, and share the highest priority present. `all` is every routable
+/// worker of the model (policies that need stability across availability
+/// changes, like consistent hashing, build on it).
+public protocol RoutingPolicy: Sendable {
+    var name: String { get }
+    func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate
+    /// Periodic housekeeping (cache-aware eviction); `liveWorkers` are the workers
+    /// still registered (healthy or not).
+    func maintain(liveWorkers: Set<WorkerID>)
+}
+
+extension RoutingPolicy {
+    public func maintain(liveWorkers: Set<WorkerID>) {}
+}
+
+/// The policies `--policy` names.
+public enum PolicyName: String, Sendable, CaseIterable {
+    case random
+    case roundRobin = "round_robin"
+    case powerOfTwo = "power_of_two"
+    case cacheAware = "cache_aware"
+    case consistentHash = "consistent_hash"
+}
+
+// MARK: - Cost weighting
+
+/// Among workers of equal priority, cheaper ones get proportionally more traffic:
+/// a worker's weight is 1 / cost (a cost of 0 counts as a very small cost).
+enum CostWeight {
+    static func weight(_ candidate: RouteCandidate) -> Double {
+        1 / max(candidate.cost, 1e-6)
+    }
+
+    static func allEqual(_ candidates: [RouteCandidate]) -> Bool {
+        guard let first = candidates.first?.cost else { return true }
+        return candidates.allSatisfy { $0.cost == first }
+    }
+
+    /// A weighted random index.
+    static func randomIndex(_ candidates: [RouteCandidate], using generator: inout some RandomNumberGenerator) -> Int {
+        if allEqual(candidates) { return Int.random(in: 0..<candidates.count, using: &generator) }
+        let total = candidates.reduce(0) { $0 + weight($1) }
+        var point = Double.random(in: 0..<total, using: &generator)
+        for (index, candidate) in candidates.enumerated() {
+            point -= weight(candidate)
+            if point < 0 { return index }
+        }
+        return candidates.count - 1
+    }
+
+    /// The expected cost of sending one more request: load scaled by cost.
+    static func pressure(_ candidate: RouteCandidate) -> Double {
+        Double(candidate.handle.load + 1) * max(candidate.cost, 1e-6)
+    }
+}
+
+// MARK: - Random
+
+/// Uniformly random (weighted by cost).
+public final class RandomPolicy: RoutingPolicy {
+    public let name = PolicyName.random.rawValue
+
+    public init() {}
+
+    public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
+        var generator = SystemRandomNumberGenerator()
+        return eligible[CostWeight.randomIndex(eligible, using: &generator)]
+    }
+}
+
+// MARK: - Round robin
+
+/// Each model's workers in turn. With equal costs the rotation is exact; with
+/// different costs it is smooth weighted round robin (as nginx), weights 1/cost.
+public final class RoundRobinPolicy: RoutingPolicy {
+    public let name = PolicyName.roundRobin.rawValue
+
+    private struct ModelState {
+        var next = 0
+        var current: [WorkerID: Double] = [:]
+    }
+
+    private let state = Mutex<[String: ModelState]>([:])
+
+    public init() {}
+
+    public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
+        state.withLock { states in
+            var modelState = states[model] ?? ModelState()
+            defer { states[model] = modelState }
+            if CostWeight.allEqual(eligible) {
+                let index = modelState.next % eligible.count
+                modelState.next = (index + 1) % max(eligible.count, 1)
+                return eligible[index]
+            }
+            // Smooth weighted round robin.
+            var total = 0.0
+            var best = 0
+            var bestValue = -Double.infinity
+            for (index, candidate) in eligible.enumerated() {
+                let weight = CostWeight.weight(candidate)
+                total += weight
+                let value = modelState.current[candidate.id, default: 0] + weight
+                modelState.current[candidate.id] = value
+                if value > bestValue {
+                    bestValue = value
+                    best = index
+                }
+            }
+            modelState.current[eligible[best].id, default: 0] -= total
+            if modelState.current.count > eligible.count * 2 {
+                let live = Set(eligible.map(\.id))
+                modelState.current = modelState.current.filter { live.contains($0.key) }
+            }
+            return eligible[best]
+        }
+    }
+}
+
+// MARK: - Power of two
+
+/// Two random workers (weighted by cost); the one with less load × cost wins.
+public final class PowerOfTwoPolicy: RoutingPolicy {
+    public let name = PolicyName.powerOfTwo.rawValue
+
+    public init() {}
+
+    public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
+        guard eligible.count > 1 else { return eligible[0] }
+        var generator = SystemRandomNumberGenerator()
+        let first = CostWeight.randomIndex(eligible, using: &generator)
+        var second = CostWeight.randomIndex(eligible, using: &generator)
+        if second == first { second = (first + 1 + Int.random(in: 0..<(eligible.count - 1), using: &generator)) % eligible.count }
+        let a = eligible[first]
+        let b = eligible[second]
+        return CostWeight.pressure(a) <= CostWeight.pressure(b) ? a : b
+    }
+}

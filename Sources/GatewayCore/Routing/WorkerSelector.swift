@@ -1,0 +1,83 @@
+/// Why no worker could be chosen.
+public enum SelectionFailure: Error, Sendable, Equatable {
+    /// The request names a model no registered worker serves.
+    case modelNotFound(String, served: [String])
+    /// The request names no model and several are served.
+    case modelRequired(served: [String])
+    /// The model is known, but no worker for it is healthy, closed-circuit and untried now.
+    case noAvailableWorkers(model: String?)
+}
+
+/// Chooses the worker for a request: model, availability, priority, then policy.
+///
+/// 1. The model: the request's, or the only one served.
+/// 2. Available workers: ready, healthy, breaker closed or half-open, not already
+///    tried by this request; unsaturated ones first (saturated ones only when all are).
+/// 3. The highest priority among them; a lower priority takes traffic only when
+///    every higher one is unavailable or saturated.
+/// 4. The policy picks within that tier (cost weighs inside the policy).
+public struct WorkerSelector: Sendable {
+    public let registry: WorkerRegistry
+    public let policy: any RoutingPolicy
+
+    public init(registry: WorkerRegistry, policy: any RoutingPolicy) {
+        self.registry = registry
+        self.policy = policy
+    }
+
+    /// The model a request without one goes to, if there is exactly one.
+    public static func resolveModel(_ requested: String?, in snapshot: RoutingSnapshot) -> Result<String, SelectionFailure> {
+        if let requested, !requested.isEmpty {
+            guard snapshot.knownModels.contains(requested) else {
+                return .failure(.modelNotFound(requested, served: snapshot.knownModels.sorted()))
+            }
+            return .success(requested)
+        }
+        switch snapshot.knownModels.count {
+        case 0: return .failure(.noAvailableWorkers(model: nil))
+        case 1: return .success(snapshot.knownModels.first!)
+        default: return .failure(.modelRequired(served: snapshot.knownModels.sorted()))
+        }
+    }
+
+    public func select(
+        model requested: String?,
+        request: RoutingRequest,
+        excluding excluded: Set<WorkerID> = [],
+        now: ContinuousClock.Instant = .now
+    ) -> Result<RouteCandidate, SelectionFailure> {
+        let snapshot = registry.routingSnapshot
+        let model: String
+        switch Self.resolveModel(requested, in: snapshot) {
+        case .success(let m): model = m
+        case .failure(let failure): return .failure(failure)
+        }
+        let all = snapshot.candidatesByModel[model] ?? []
+        var available: [RouteCandidate] = []
+        var unsaturated: [RouteCandidate] = []
+        available.reserveCapacity(all.count)
+        for candidate in all where !excluded.contains(candidate.id) && candidate.handle.breakerAllows(at: now).allowed {
+            available.append(candidate)
+            if !candidate.isSaturated { unsaturated.append(candidate) }
+        }
+        let pool = unsaturated.isEmpty ? available : unsaturated
+        guard let top = pool.lazy.map(\.priority).max() else {
+            return .failure(.noAvailableWorkers(model: model))
+        }
+        let tier = pool.count == 1 ? pool : pool.filter { $0.priority == top }
+        return .success(policy.select(tier, all: all, model: model, request: request, snapshot: snapshot))
+    }
+}
+
+extension PolicyName {
+    /// A fresh policy instance of this kind.
+    public func makePolicy(cacheAware: CacheAwarePolicy.Configuration = .init()) -> any RoutingPolicy {
+        switch self {
+        case .random: RandomPolicy()
+        case .roundRobin: RoundRobinPolicy()
+        case .powerOfTwo: PowerOfTwoPolicy()
+        case .cacheAware: CacheAwarePolicy(configuration: cacheAware)
+        case .consistentHash: ConsistentHashPolicy()
+        }
+    }
+}
