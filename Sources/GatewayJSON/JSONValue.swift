@@ -69,6 +69,12 @@ public enum JSONValue: Sendable, Equatable {
     public subscript(key: String) -> JSONValue? {
         objectValue?[key]
     }
+
+    /// Element lookup on arrays; nil for other types and out-of-range indices.
+    public subscript(index: Int) -> JSONValue? {
+        guard case .array(let items) = self, items.indices.contains(index) else { return nil }
+        return items[index]
+    }
 }
 
 /// A JSON object: ordered members with unique keys.

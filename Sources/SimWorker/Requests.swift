@@ -5,6 +5,8 @@ import NIOHTTP1
 /// The routes a sim worker knows.
 enum Route {
     case health
+    /// SGLang's health check that runs a one-token generation; answered like `/health`.
+    case healthGenerate
     case serverInfo
     case modelInfo
     case models
@@ -19,6 +21,7 @@ enum Route {
     init?(path: Substring) {
         switch path {
         case "/health": self = .health
+        case "/health_generate": self = .healthGenerate
         case "/server_info", "/get_server_info": self = .serverInfo
         case "/model_info", "/get_model_info": self = .modelInfo
         case "/v1/models": self = .models
@@ -36,14 +39,14 @@ enum Route {
     /// Routes an OpenAI-compatible server (llama.cpp, vLLM) does not have.
     var sglangOnly: Bool {
         switch self {
-        case .serverInfo, .modelInfo, .generate, .getLoad, .flushCache: true
+        case .serverInfo, .modelInfo, .generate, .getLoad, .flushCache, .healthGenerate: true
         case .health, .models, .completions, .chatCompletions, .embeddings, .rerank: false
         }
     }
 
     func allows(_ method: HTTPMethod) -> Bool {
         switch self {
-        case .health: method == .GET || method == .HEAD
+        case .health, .healthGenerate: method == .GET || method == .HEAD
         case .serverInfo, .modelInfo, .models, .getLoad: method == .GET
         case .generate: method == .POST || method == .PUT
         case .completions, .chatCompletions, .embeddings, .rerank: method == .POST
@@ -53,7 +56,7 @@ enum Route {
 
     var allowHeader: String {
         switch self {
-        case .health: "GET, HEAD"
+        case .health, .healthGenerate: "GET, HEAD"
         case .serverInfo, .modelInfo, .models, .getLoad: "GET"
         case .generate: "POST, PUT"
         case .completions, .chatCompletions, .embeddings, .rerank: "POST"

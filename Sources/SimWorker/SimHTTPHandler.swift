@@ -144,7 +144,7 @@ final class SimHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
 
         switch route {
-        case .health:
+        case .health, .healthGenerate:
             let health = worker.healthSnapshot()
             if health.loading {
                 respond(context, head, .serviceUnavailable, json: Replies.healthError("Loading model"))

@@ -217,7 +217,8 @@ public final class WorkerRegistry: Sendable {
     @discardableResult
     public func recordConnectionRefused(_ id: WorkerID) -> HealthStateMachine.Transition? {
         state.withLock { state in
-            guard var entry = state.entries[id], entry.worker.phase == .ready else { return nil }
+            // Without active checks nothing would ever mark it healthy again: the breaker handles it.
+            guard var entry = state.entries[id], entry.worker.phase == .ready, !entry.worker.spec.healthCheck.disabled else { return nil }
             let transition = entry.health.connectionRefused()
             entry.worker.isHealthy = entry.health.isHealthy
             state.entries[id] = entry

@@ -117,9 +117,14 @@ struct InfoRoutes: Sendable {
     func healthGenerate(_ request: Request) async throws(GatewayError) -> Response {
         let model = request.uri.queryParameters["model"].map(String.init)
         let candidate = try pick(model: model)
-        let path = candidate.runtime == .sglang ? "/health_generate" : "/health"
+        var path = candidate.runtime == .sglang ? "/health_generate" : "/health"
         do {
-            let (status, _) = try await get(candidate, path)
+            var (status, _) = try await get(candidate, path)
+            if status == 404 && path != "/health" {
+                // An SGLang-like worker without /health_generate: its /health is the best proof left.
+                path = "/health"
+                (status, _) = try await get(candidate, path)
+            }
             guard (200..<300).contains(status) else {
                 throw GatewayError.openAI(503, "worker_unhealthy", "worker \(candidate.id) answered \(path) with HTTP \(status)")
             }

@@ -177,11 +177,17 @@ func withSimWorkers<T>(
 }
 
 /// A port on 127.0.0.1 with nothing listening (bound, then released).
+///
+/// Chosen below Linux's ephemeral range (32768+), so a worker that another test
+/// running in parallel binds to port 0 cannot get it.
 func closedPort() async throws -> Int {
-    let worker = SimWorker()
-    let port = try await worker.start()
-    try await worker.shutdown()
-    return port
+    for _ in 0..<100 {
+        let worker = SimWorker(configuration: .init(port: Int.random(in: 10_000..<30_000)))
+        guard let port = try? await worker.start() else { continue }
+        try await worker.shutdown()
+        return port
+    }
+    throw TestFailure("no free port found below the ephemeral range")
 }
 
 struct TestFailure: Error, CustomStringConvertible {
