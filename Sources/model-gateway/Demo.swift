@@ -42,7 +42,13 @@ struct Demo: AsyncParsableCommand {
         var simWorkers: [SimWorker] = []
         var workerURLs: [String] = []
         for index in 0..<workers {
-            let worker = SimWorker(configuration: .init(name: "sim-\(index + 1)", modelID: "sim-model", latency: .milliseconds(20), chunkCount: 4))
+            // The second worker speaks OpenAI only (like llama.cpp): the gateway translates /generate for it.
+            let worker = SimWorker(
+                configuration: .init(
+                    name: "sim-\(index + 1)", modelID: "sim-model", runtime: index % 2 == 1 ? .openai : .sglang,
+                    latency: .milliseconds(20), chunkCount: 4
+                )
+            )
             let workerPort = try await worker.start()
             simWorkers.append(worker)
             workerURLs.append("http://127.0.0.1:\(workerPort)")
@@ -115,6 +121,19 @@ struct Demo: AsyncParsableCommand {
         try expect(bad.status == 400, "a bad URL answered \(bad.status)")
         let missing = try await call(client, .GET, base, "/workers/00000000-0000-4000-8000-000000000000")
         try expect(missing.status == 404, "an unknown id answered \(missing.status)")
+
+        print("# Inference through the gateway (the policy is cache_aware by default).\n")
+        _ = try await call(client, .GET, base, "/v1/models")
+        let chat = try await call(client, .POST, base, "/v1/chat/completions", body: #"{"model": "sim-model", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8}"#)
+        try expect(chat.status == 200, "chat answered \(chat.status)")
+        let generate = try await call(client, .POST, base, "/generate", body: #"{"text": "The capital of France is", "sampling_params": {"max_new_tokens": 6}}"#)
+        try expect(generate.status == 200, "/generate answered \(generate.status)")
+        let stream = try await call(client, .POST, base, "/generate", body: #"{"text": "Stream this", "stream": true, "sampling_params": {"max_new_tokens": 4}}"#)
+        try expect(stream.status == 200, "streamed /generate answered \(stream.status)")
+        _ = try await call(client, .GET, base, "/get_loads")
+        let unknown = try await call(client, .POST, base, "/v1/completions", body: #"{"model": "no-such-model", "prompt": "hi"}"#)
+        try expect(unknown.status == 404, "an unknown model answered \(unknown.status)")
+
         if ids.count > 1 {
             let removed = try await call(client, .DELETE, base, "/workers/\(ids[1])")
             try expect(removed.status == 202, "DELETE answered \(removed.status)")
@@ -136,14 +155,16 @@ struct Demo: AsyncParsableCommand {
         }
         let response = try await client.execute(request, timeout: .seconds(10))
         let bytes = try await response.body.collect(upTo: 16 << 20)
-        let json = (try? JSONParser.parse(bytes.readableBytesView)) ?? .string(String(buffer: bytes))
+        let parsed = try? JSONParser.parse(bytes.readableBytesView)
         if !quiet {
             var command = "curl -s -X \(method.rawValue) \(base)\(path)"
             if let body { command += " -H 'Content-Type: application/json' -d '\(body)'" }
             print("$ \(command)")
             print("HTTP \(response.status.code)")
-            print(json.prettyString + "\n")
+            // JSON pretty-printed; anything else (a server-sent event stream) as it came.
+            print((parsed?.prettyString ?? String(buffer: bytes)) + "\n")
         }
+        let json = parsed ?? .string(String(buffer: bytes))
         return Reply(status: Int(response.status.code), json: json)
     }
 
