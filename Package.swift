@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "GatewayCore", targets: ["GatewayCore"]),
         .library(name: "GatewayWire", targets: ["GatewayWire"]),
         .library(name: "GatewayServer", targets: ["GatewayServer"]),
+        .library(name: "GatewayClient", targets: ["GatewayClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -74,6 +75,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Swift client of the binary protocol: one connection, concurrent calls.
+        .target(
+            name: "GatewayClient",
+            dependencies: [
+                "GatewayWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The simulated inference worker (SGLang + OpenAI routes), as a library for in-process tests.
         .target(
             name: "SimWorker",
@@ -91,6 +102,8 @@ let package = Package(
             name: "model-gateway",
             dependencies: [
                 "GatewayServer",
+                "GatewayClient",
+                "GatewayWire",
                 "GatewayCore",
                 "GatewayJSON",
                 "SimWorker",
@@ -138,6 +151,8 @@ let package = Package(
                 "GatewayServer",
                 "GatewayCore",
                 "GatewayJSON",
+                "GatewayClient",
+                "GatewayWire",
                 "SimWorker",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

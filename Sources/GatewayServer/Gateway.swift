@@ -32,6 +32,10 @@ public final class Gateway: Sendable {
     private let clientShutDown = Atomic<Bool>(false)
     /// The running service group, so `shutdown()` can stop it gracefully.
     private let serviceGroup = Mutex<ServiceGroup?>(nil)
+    private let boundBinaryPort = Mutex<Int?>(nil)
+
+    /// The port of the binary listener once `run` has bound it (nil when disabled).
+    public var binaryPort: Int? { boundBinaryPort.withLock { $0 } }
 
     /// Why the gateway cannot start.
     public struct StartupError: Error, CustomStringConvertible {
@@ -87,16 +91,34 @@ public final class Gateway: Sendable {
             startedAt: Int64(Date().timeIntervalSince1970)
         )
         let api = RESTAPI(service: workers, registry: registry, configuration: configuration, proxy: proxy, info: info)
+        var services: [any Service] = [
+            HealthChecker(registry: registry, prober: prober, logger: logger),
+            PolicyMaintenance(policy: policy, registry: registry, interval: configuration.routing.evictionInterval),
+        ]
+        var binaryListener: BinaryListener?
+        if configuration.binary.port != nil {
+            do {
+                let listener = try await BinaryListener(
+                    host: configuration.http.host, configuration: configuration.binary, grace: configuration.shutdownGracePeriod,
+                    apiKey: nil, calls: BinaryCalls(workers: workers, registry: registry, proxy: proxy), logger: logger
+                )
+                boundBinaryPort.withLock { $0 = listener.port }
+                services.append(listener)
+                binaryListener = listener
+                logger.info("binary protocol listening", metadata: ["address": "\(configuration.http.host):\(listener.port)"])
+            } catch {
+                await shutdownBackground()
+                throw StartupError(description: "cannot listen for the binary protocol on \(configuration.http.host):\(configuration.binary.port!): \(error)")
+            }
+        }
+        defer { binaryListener?.close() }
         let app = Application(
             responder: GatewayResponder(routes: api.makeRoutes()),
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.http.host, port: configuration.http.port),
                 serverName: "model-gateway"
             ),
-            services: [
-                HealthChecker(registry: registry, prober: prober, logger: logger),
-                PolicyMaintenance(policy: policy, registry: registry, interval: configuration.routing.evictionInterval),
-            ],
+            services: services,
             onServerRunning: { channel in
                 await onListening(channel.localAddress?.port ?? 0)
             },

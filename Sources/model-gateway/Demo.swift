@@ -36,7 +36,9 @@ struct Demo: AsyncParsableCommand {
     func run() async throws {
         var options = try ServeOptions.parse(["--host", "127.0.0.1", "--port", String(port), "--log-level", logLevel, "--health-check-interval-secs", "5"])
         options.workerStartupTimeoutSecs = 30
-        let configuration = try options.makeConfiguration()
+        var configuration = try options.makeConfiguration()
+        // --port 0: a free binary port too, so several demos can run side by side.
+        if port == 0 { configuration.binary.port = 0 }
         bootstrapLogging(level: configuration.logLevel)
 
         var simWorkers: [SimWorker] = []

@@ -11,6 +11,21 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "REST port to listen on (0 picks a free one).")
     var port: Int = 30000
 
+    @Option(help: "Binary-protocol port (0 disables the binary listener).")
+    var binaryPort: Int = 30001
+
+    @Option(help: "Largest binary frame payload in bytes; a longer frame closes the connection.")
+    var maxFrameBytes: Int = 4 * 1024 * 1024
+
+    @Option(help: "Calls one binary connection may run at once (TOO_MANY_STREAMS above).")
+    var maxConcurrentStreams: Int = 100
+
+    @Option(help: "Seconds before an idle binary connection (no call, no frame) is closed.")
+    var binaryIdleTimeoutSecs: Int = 300
+
+    @Option(help: "Seconds in-flight requests, streams and binary calls get to finish on shutdown.")
+    var shutdownGracePeriodSecs: Int = 180
+
     @Option(parsing: .upToNextOption, help: "Workers to register at start-up (http://host:port or host:port).")
     var workerUrls: [String] = []
 
@@ -106,6 +121,10 @@ struct ServeOptions: ParsableArguments {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
+        guard (0...65535).contains(binaryPort) else { throw ValidationError("--binary-port must be 0-65535") }
+        guard maxFrameBytes >= 1024, maxConcurrentStreams >= 1, binaryIdleTimeoutSecs >= 1, shutdownGracePeriodSecs >= 0 else {
+            throw ValidationError("--max-frame-bytes must be >= 1024; --max-concurrent-streams and --binary-idle-timeout-secs >= 1")
+        }
         for (name, value) in [
             ("--health-check-interval-secs", healthCheckIntervalSecs), ("--health-failure-threshold", healthFailureThreshold),
             ("--health-success-threshold", healthSuccessThreshold), ("--health-check-timeout-secs", healthCheckTimeoutSecs),
@@ -153,6 +172,11 @@ struct ServeOptions: ParsableArguments {
     func makeConfiguration() throws -> GatewayConfiguration {
         GatewayConfiguration(
             http: .init(host: host, port: port),
+            binary: .init(
+                port: binaryPort == 0 ? nil : binaryPort, maxFrameBytes: maxFrameBytes, maxConcurrentStreams: maxConcurrentStreams,
+                idleTimeout: .seconds(binaryIdleTimeoutSecs)
+            ),
+            shutdownGracePeriod: .seconds(shutdownGracePeriodSecs),
             registration: .init(
                 startupTimeout: .seconds(workerStartupTimeoutSecs),
                 maxCheckInterval: .seconds(workerStartupCheckInterval)

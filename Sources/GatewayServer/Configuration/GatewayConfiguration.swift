@@ -19,6 +19,25 @@ public struct GatewayConfiguration: Sendable {
         }
     }
 
+    /// The binary-protocol listener (docs/binary-protocol.md).
+    public struct Binary: Sendable {
+        /// Nil: no binary listener. 0 picks a free port (tests).
+        public var port: Int?
+        /// Largest frame payload accepted (longer frames close the connection).
+        public var maxFrameBytes: Int
+        /// Calls one connection may have running at once (TOO_MANY_STREAMS above).
+        public var maxConcurrentStreams: Int
+        /// A connection with no call and no frame for this long is closed.
+        public var idleTimeout: Duration
+
+        public init(port: Int? = 30001, maxFrameBytes: Int = 4 * 1024 * 1024, maxConcurrentStreams: Int = 100, idleTimeout: Duration = .seconds(300)) {
+            self.port = port
+            self.maxFrameBytes = maxFrameBytes
+            self.maxConcurrentStreams = maxConcurrentStreams
+            self.idleTimeout = idleTimeout
+        }
+    }
+
     /// How workers are registered.
     public struct Registration: Sendable {
         /// How long an add job keeps trying an unreachable worker before it fails.
@@ -85,6 +104,9 @@ public struct GatewayConfiguration: Sendable {
     }
 
     public var http: HTTP
+    public var binary: Binary
+    /// How long in-flight requests, streams and binary calls may take to finish on shutdown.
+    public var shutdownGracePeriod: Duration
     public var registration: Registration
     public var routing: Routing
     public var retry: Retry
@@ -99,6 +121,8 @@ public struct GatewayConfiguration: Sendable {
 
     public init(
         http: HTTP = HTTP(),
+        binary: Binary = Binary(),
+        shutdownGracePeriod: Duration = .seconds(180),
         registration: Registration = Registration(),
         healthCheck: HealthCheckConfig = HealthCheckConfig(),
         routing: Routing = Routing(),
@@ -109,6 +133,8 @@ public struct GatewayConfiguration: Sendable {
         logLevel: Logger.Level = .info
     ) {
         self.http = http
+        self.binary = binary
+        self.shutdownGracePeriod = shutdownGracePeriod
         self.registration = registration
         self.routing = routing
         self.retry = retry

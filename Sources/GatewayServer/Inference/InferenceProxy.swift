@@ -47,6 +47,7 @@ final class InferenceProxy: Sendable {
     private enum AttemptOutcome: Sendable {
         case response(Response)
         case failed(AttemptFailure)
+        case cancelled
     }
 
     // MARK: Entry point
@@ -54,7 +55,8 @@ final class InferenceProxy: Sendable {
     func handle(_ request: Request, route: InferenceRoute) async throws(GatewayError) -> Response {
         let requestID = Self.requestID(from: request.headers)
         do {
-            var response = try await forward(request, route: route, requestID: requestID)
+            let body = try await request.collectBody(limit: configuration.routing.maxPayloadBytes, style: .openAI)
+            var response = try await forward(body: body, headers: request.headers, route: route, requestID: requestID)
             response.headers[Self.requestIDHeader] = requestID
             return response
         } catch {
@@ -64,13 +66,15 @@ final class InferenceProxy: Sendable {
         }
     }
 
-    private func forward(_ request: Request, route: InferenceRoute, requestID: String) async throws(GatewayError) -> Response {
+    /// Routes and forwards one inference request; the answer streams from the worker.
+    /// Both front doors come here: REST with the client's body and headers, the binary
+    /// protocol with a body it built.
+    func forward(body: ByteBuffer, headers: HTTPFields, route: InferenceRoute, requestID: String) async throws(GatewayError) -> Response {
         let routing = configuration.routing
-        let body = try await request.collectBody(limit: routing.maxPayloadBytes, style: .openAI)
         let parsed = try InferenceRequest.parse(
             body, route: route, wantText: routing.policy == .cacheAware, maxTextBytes: routing.maxRoutingTextBytes
         )
-        let headerKey = request.headers[Self.routingKeyHeader].flatMap { $0.isEmpty ? nil : $0 }
+        let headerKey = headers[Self.routingKeyHeader].flatMap { $0.isEmpty ? nil : $0 }
         let routingRequest = RoutingRequest(text: parsed.routingText, key: headerKey ?? parsed.bodyKey)
         let deadline = NIODeadline.now() + TimeAmount(routing.requestTimeout)
         let attempts = configuration.retry.isEnabled ? configuration.retry.maxAttempts : 1
@@ -86,11 +90,13 @@ final class InferenceProxy: Sendable {
             guard let candidate = try choose(parsed, routingRequest, tried: tried, hadFailure: lastFailure != nil) else { break }
             tried.insert(candidate.id)
             let outcome = await attemptOnce(
-                candidate, parsed, request: request, requestID: requestID, deadline: deadline, isLastAttempt: attempt == attempts - 1
+                candidate, parsed, headers: headers, requestID: requestID, deadline: deadline, isLastAttempt: attempt == attempts - 1
             )
             switch outcome {
             case .response(let response):
                 return response
+            case .cancelled:
+                throw GatewayError.openAI(499, "client_closed", "the request was cancelled")
             case .failed(let failure):
                 lastFailure = failure
                 logger.debug("attempt failed; retrying", metadata: ["request_id": "\(requestID)", "attempt": "\(attempt + 1)", "failure": "\(failure)"])
@@ -154,7 +160,7 @@ final class InferenceProxy: Sendable {
     private func attemptOnce(
         _ candidate: RouteCandidate,
         _ parsed: InferenceRequest,
-        request: Request,
+        headers incoming: HTTPFields,
         requestID: String,
         deadline: NIODeadline,
         isLastAttempt: Bool
@@ -174,7 +180,7 @@ final class InferenceProxy: Sendable {
 
         var upstream = HTTPClientRequest(url: candidate.url.appending(path))
         upstream.method = .POST
-        upstream.headers = Self.forwardedHeaders(request.headers, candidate: candidate, requestID: requestID, bodyLength: body.readableBytes)
+        upstream.headers = Self.forwardedHeaders(incoming, candidate: candidate, requestID: requestID, bodyLength: body.readableBytes)
         upstream.body = .bytes(body)
 
         let load = LoadToken(candidate.handle)
@@ -184,6 +190,8 @@ final class InferenceProxy: Sendable {
             response = try await client.execute(upstream, deadline: deadline)
         } catch {
             load.release()
+            // The client went away (or cancelled its call): not the worker's fault.
+            if Task.isCancelled || error is CancellationError { return .cancelled }
             let failure = UpstreamFailure(error)
             noteFailure(candidate, failure)
             return .failed(.transport(failure, worker: candidate.id))
@@ -249,6 +257,7 @@ final class InferenceProxy: Sendable {
                 do {
                     chunk = try await iterator.next()
                 } catch {
+                    if Task.isCancelled || error is CancellationError { throw error }
                     let failure = midStreamFailure(candidate, error)
                     guard isEventStream else { throw error }
                     if lastTwo != (UInt8(ascii: "\n"), UInt8(ascii: "\n")) { try await writer.write(ByteBuffer(string: "\n\n")) }
@@ -279,6 +288,7 @@ final class InferenceProxy: Sendable {
                 do {
                     chunk = try await iterator.next()
                 } catch {
+                    if Task.isCancelled || error is CancellationError { throw error }
                     let failure = midStreamFailure(candidate, error)
                     try await writer.write(Self.errorEvent(failure, worker: candidate.id))
                     try await writer.write(ServerSentEvent.done)

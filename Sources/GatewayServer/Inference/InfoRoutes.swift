@@ -18,7 +18,8 @@ struct InfoRoutes: Sendable {
     let startedAt: Int64
 
     /// `GET /v1/models`: one entry per model a ready worker serves (OpenAI list shape).
-    func models() -> Response {
+    /// Every model a ready worker serves, in registration order, with its worker counts.
+    static func modelCounts(_ registry: WorkerRegistry) -> [(model: String, total: Int, healthy: Int)] {
         var counts: [String: (total: Int, healthy: Int)] = [:]
         var order: [String] = []
         for worker in registry.workers() where worker.phase == .ready {
@@ -26,19 +27,24 @@ struct InfoRoutes: Sendable {
             counts[worker.modelID, default: (0, 0)].total += 1
             if worker.isHealthy { counts[worker.modelID, default: (0, 0)].healthy += 1 }
         }
+        return order.map { ($0, counts[$0]!.total, counts[$0]!.healthy) }
+    }
+
+    func models() -> Response {
+        let models = Self.modelCounts(registry)
         return JSONResponse.make { json in
             json.beginObject()
             json.field("object", "list")
             json.key("data")
             json.beginArray()
-            for model in order {
+            for entry in models {
                 json.beginObject()
-                json.field("id", model)
+                json.field("id", entry.model)
                 json.field("object", "model")
                 json.field("created", startedAt)
                 json.field("owned_by", "model-gateway")
-                json.field("workers", counts[model]!.total)
-                json.field("healthy_workers", counts[model]!.healthy)
+                json.field("workers", entry.total)
+                json.field("healthy_workers", entry.healthy)
                 json.endObject()
             }
             json.endArray()

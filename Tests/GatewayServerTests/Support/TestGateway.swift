@@ -45,6 +45,8 @@ struct TestGateway {
     static func configuration() -> GatewayConfiguration {
         GatewayConfiguration(
             http: .init(host: "127.0.0.1", port: 0),
+            binary: .init(port: 0),
+            shutdownGracePeriod: .seconds(5),
             registration: .init(startupTimeout: .seconds(10), maxCheckInterval: .milliseconds(200)),
             healthCheck: HealthCheckConfig(timeout: .seconds(2), interval: .seconds(1), failureThreshold: 3, successThreshold: 2),
             logLevel: .warning
