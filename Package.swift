@@ -52,6 +52,18 @@ let package = Package(
             name: "GatewayJSON",
             swiftSettings: swiftSettings
         ),
+        // The system SQLite (Debian: libsqlite3-dev).
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        // The registry's durable store (SQLite, WAL).
+        .target(
+            name: "GatewayStore",
+            dependencies: ["GatewayCore", "GatewayJSON", "CSQLite"],
+            swiftSettings: swiftSettings
+        ),
         // Registry, ids, URLs, jobs, health: pure Swift, no I/O.
         .target(
             name: "GatewayCore",
@@ -64,6 +76,7 @@ let package = Package(
                 "GatewayCore",
                 "GatewayWire",
                 "GatewayJSON",
+                "GatewayStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -136,8 +149,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "GatewayClientTests",
+            dependencies: [
+                "GatewayClient",
+                "GatewayWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "GatewayJSONTests",
             dependencies: ["GatewayJSON"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatewayStoreTests",
+            dependencies: ["GatewayStore", "GatewayCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -2,11 +2,15 @@
 # Installs the system packages the build needs, when they are missing (Debian, as root).
 #   libprotobuf-c-dev     protobuf-c runtime, header and pkg-config file (the C wire module links it)
 #   protobuf-c-compiler   protoc-c (scripts/gen-proto.sh; the freshness test runs it)
-#   pkg-config            how SwiftPM finds libprotobuf-c
+#   libsqlite3-dev        SQLite (the durable worker registry)
+#   pkg-config            how SwiftPM finds libprotobuf-c and sqlite3
 set -euo pipefail
 
 missing=()
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if ! pkg-config --exists sqlite3 2>/dev/null || [ ! -f /usr/include/sqlite3.h ]; then
+    missing+=(libsqlite3-dev)
+fi
 if ! pkg-config --exists libprotobuf-c 2>/dev/null || [ ! -f /usr/include/protobuf-c/protobuf-c.h ]; then
     missing+=(libprotobuf-c-dev)
 fi

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import GatewayCore
+import GatewayStore
 import Hummingbird
 import Logging
 import NIOCore
@@ -42,7 +43,18 @@ public final class Gateway: Sendable {
         public let description: String
     }
 
-    public init(configuration: GatewayConfiguration, logger: Logger? = nil) {
+    /// - Throws: `StartupError` when the state file cannot be opened.
+    public init(configuration: GatewayConfiguration, logger: Logger? = nil) throws {
+        let store: any WorkerStore
+        if let path = configuration.statePath {
+            do {
+                store = try SQLiteWorkerStore(path: path)
+            } catch {
+                throw StartupError(description: "cannot open the state file \(path): \(error)")
+            }
+        } else {
+            store = MemoryWorkerStore()
+        }
         var logger = logger ?? Logger(label: "model-gateway")
         logger.logLevel = configuration.logLevel
         self.configuration = configuration
@@ -64,7 +76,7 @@ public final class Gateway: Sendable {
         self.prober = WorkerProber(client: httpClient)
         self.jobs = WorkerJobs(registry: registry, prober: prober, configuration: configuration.registration, logger: logger)
         self.workers = WorkerService(
-            registry: registry, jobs: jobs, healthDefaults: configuration.healthCheck, defaultMaxLoad: configuration.routing.workerMaxLoad
+            registry: registry, jobs: jobs, persistence: WorkerPersistence(store: store), healthDefaults: configuration.healthCheck, defaultMaxLoad: configuration.routing.workerMaxLoad
         )
     }
 
@@ -124,6 +136,13 @@ public final class Gateway: Sendable {
             },
             logger: logger
         )
+        do {
+            let restored = try await workers.restoreStoredWorkers()
+            if restored > 0 { logger.info("restored workers from the state file", metadata: ["count": "\(restored)"]) }
+        } catch {
+            await shutdownBackground()
+            throw StartupError(description: "cannot read the state file: \(error)")
+        }
         for input in startupInputs {
             _ = try await workers.add(input)
         }

@@ -34,7 +34,7 @@ struct Demo: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var options = try ServeOptions.parse(["--host", "127.0.0.1", "--port", String(port), "--log-level", logLevel, "--health-check-interval-secs", "5"])
+        var options = try ServeOptions.parse(["--state-path", "none", "--host", "127.0.0.1", "--port", String(port), "--log-level", logLevel, "--health-check-interval-secs", "5"])
         options.workerStartupTimeoutSecs = 30
         var configuration = try options.makeConfiguration()
         // --port 0: a free binary port too, so several demos can run side by side.
@@ -60,7 +60,7 @@ struct Demo: AsyncParsableCommand {
         }
         print("Started \(workers) simulated worker(s): \(workerURLs.joined(separator: ", "))")
 
-        let gateway = Gateway(configuration: configuration, logger: Logger(label: "model-gateway"))
+        let gateway = try Gateway(configuration: configuration, logger: Logger(label: "model-gateway"))
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {

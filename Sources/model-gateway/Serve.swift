@@ -14,7 +14,7 @@ struct Serve: AsyncParsableCommand {
         let configuration = try options.makeConfiguration()
         bootstrapLogging(level: configuration.logLevel)
         let logger = Logger(label: "model-gateway")
-        let gateway = Gateway(configuration: configuration, logger: logger)
+        let gateway = try Gateway(configuration: configuration, logger: logger)
         do {
             try await gateway.run(gracefulShutdownSignals: [.sigterm, .sigint]) { port in
                 logger.info("model-gateway listening", metadata: ["address": "http://\(configuration.http.host):\(port)"])

@@ -26,6 +26,9 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Seconds in-flight requests, streams and binary calls get to finish on shutdown.")
     var shutdownGracePeriodSecs: Int = 180
 
+    @Option(help: "SQLite file keeping registered workers across restarts; 'none' keeps them in memory only.")
+    var statePath: String = "model-gateway-state.sqlite"
+
     @Option(parsing: .upToNextOption, help: "Workers to register at start-up (http://host:port or host:port).")
     var workerUrls: [String] = []
 
@@ -212,6 +215,7 @@ struct ServeOptions: ParsableArguments {
                 failureThreshold: cbFailureThreshold, successThreshold: cbSuccessThreshold,
                 openDuration: .seconds(cbTimeoutDurationSecs), isEnabled: !disableCircuitBreaker
             ),
+            statePath: statePath.lowercased() == "none" ? nil : statePath,
             workerURLs: workerUrls,
             logLevel: try parsedLogLevel()
         )

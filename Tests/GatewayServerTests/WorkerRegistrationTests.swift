@@ -203,7 +203,7 @@ struct WorkerRegistrationTests {
     func invalidStartupWorker() async throws {
         var configuration = TestGateway.configuration()
         configuration.workerURLs = ["not a url"]
-        let gateway = Gateway(configuration: configuration)
+        let gateway = try Gateway(configuration: configuration)
         await #expect(throws: Gateway.StartupError.self) {
             try await gateway.run()
         }

@@ -118,6 +118,36 @@ public final class WorkerRegistry: Sendable {
         }
     }
 
+    /// Puts back a worker from the durable store after a restart: same id, same
+    /// place in the order, pending until its add job has probed it again.
+    /// Nil when its id or URL is already registered.
+    @discardableResult
+    public func restore(_ stored: StoredWorker) -> Worker? {
+        let now = wallClock()
+        return state.withLock { state in
+            guard state.entries[stored.id] == nil, state.idByURL[stored.spec.url] == nil else { return nil }
+            let worker = Worker(
+                id: stored.id,
+                spec: stored.spec,
+                phase: .registering,
+                modelID: stored.spec.modelID ?? Worker.unknownModelID,
+                runtimeType: stored.spec.runtimeType,
+                metadata: [:],
+                isHealthy: false,
+                job: Self.addJob(stored.spec, .pending, "restored from the state file; probing again", now),
+                sequence: stored.sequence,
+                handle: WorkerHandle(id: stored.id, breaker: breakerConfiguration)
+            )
+            state.entries[stored.id] = Entry(worker: worker, health: HealthStateMachine(healthy: false))
+            state.idByURL[stored.spec.url] = stored.id
+            // Keep registration order: insert by sequence.
+            let index = state.order.firstIndex { (state.entries[$0]?.worker.sequence ?? 0) > stored.sequence } ?? state.order.count
+            state.order.insert(stored.id, at: index)
+            state.nextSequence = max(state.nextSequence, stored.sequence + 1)
+            return worker
+        }
+    }
+
     /// Updates the add job's status while it runs. False when the worker is gone or
     /// no longer registering (removed, so the job must stop).
     @discardableResult

@@ -52,7 +52,7 @@ struct BinaryCalls: Sendable {
             try await send(.getWorkerReply(Wire.GetWorkerReply(worker: Wire.WorkerInfo(try workers.get(request.workerID)))))
         case .updateWorker(let request):
             guard !request.workerID.isEmpty else { throw GatewayError.missingField("worker_id") }
-            let accepted = try workers.update(request.workerID, UpdateWorkerInput(request))
+            let accepted = try await workers.update(request.workerID, UpdateWorkerInput(request))
             try await send(.updateWorkerReply(Wire.AcceptedReply(status: "accepted", workerID: accepted.worker.id.description, message: accepted.message)))
         case .removeWorker(let request):
             guard !request.workerID.isEmpty else { throw GatewayError.missingField("worker_id") }

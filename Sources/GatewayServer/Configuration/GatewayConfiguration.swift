@@ -113,6 +113,8 @@ public struct GatewayConfiguration: Sendable {
     public var circuitBreaker: CircuitBreaker.Configuration
     /// Default active health-check settings of every worker (a worker may override them).
     public var healthCheck: HealthCheckConfig
+    /// The SQLite file that keeps registered workers across restarts; nil: memory only.
+    public var statePath: String?
     /// Workers registered at start-up.
     public var workerURLs: [String]
     /// The API key sent to workers given in `workerURLs`.
@@ -128,6 +130,7 @@ public struct GatewayConfiguration: Sendable {
         routing: Routing = Routing(),
         retry: Retry = Retry(),
         circuitBreaker: CircuitBreaker.Configuration = .init(),
+        statePath: String? = nil,
         workerURLs: [String] = [],
         workerAPIKey: String? = nil,
         logLevel: Logger.Level = .info
@@ -140,6 +143,7 @@ public struct GatewayConfiguration: Sendable {
         self.retry = retry
         self.circuitBreaker = circuitBreaker
         self.healthCheck = healthCheck
+        self.statePath = statePath
         self.workerURLs = workerURLs
         self.workerAPIKey = workerAPIKey
         self.logLevel = logLevel

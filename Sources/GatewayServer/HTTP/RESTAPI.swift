@@ -80,7 +80,7 @@ struct RESTAPI: Sendable {
         _ = try WorkerService.parseID(rawID)
         let body = try await request.collectBody(limit: configuration.http.maxControlBodyBytes)
         let input = try WorkerRequests.updateInput(from: body.readableBytesView)
-        return acceptedResponse(try service.update(rawID, input))
+        return acceptedResponse(try await service.update(rawID, input))
     }
 
     func removeWorker(_ rawID: String) async throws(GatewayError) -> Response {

@@ -15,6 +15,7 @@ public struct WorkerService: Sendable {
 
     let registry: WorkerRegistry
     let jobs: WorkerJobs
+    let persistence: WorkerPersistence
     let healthDefaults: HealthCheckConfig
     /// `max_load` of workers registered without one.
     let defaultMaxLoad: Int?
@@ -51,7 +52,19 @@ public struct WorkerService: Sendable {
             healthCheck: input.healthCheck.applied(to: healthDefaults),
             maxLoad: input.maxLoad ?? defaultMaxLoad
         )
-        let reservation = registry.reserve(spec)
+        let reservation = try await persistence.perform { [registry] store in
+            let reservation = registry.reserve(spec)
+            guard reservation.needsJob else { return reservation }
+            let worker = reservation.worker
+            do {
+                try store.upsert(StoredWorker(id: worker.id, spec: worker.spec, sequence: worker.sequence))
+            } catch {
+                // Not stored, not acknowledged: a new worker leaves again (a retried one stays failed).
+                if case .created = reservation { _ = registry.remove(worker.id) }
+                throw error
+            }
+            return reservation
+        }
         switch reservation {
         case .created(let worker):
             await jobs.startRegistration(of: worker.id)
@@ -79,7 +92,7 @@ public struct WorkerService: Sendable {
     }
 
     /// Applies a change at once (visible to the next read).
-    public func update(_ rawID: String, _ input: UpdateWorkerInput) throws(GatewayError) -> Accepted {
+    public func update(_ rawID: String, _ input: UpdateWorkerInput) async throws(GatewayError) -> Accepted {
         let id = try Self.parseID(rawID)
         guard !input.isEmpty else {
             throw GatewayError(
@@ -99,19 +112,42 @@ public struct WorkerService: Sendable {
             healthCheck: input.healthCheck,
             maxLoad: input.maxLoad
         )
-        guard let worker = registry.update(id, update) else { throw .workerNotFound(rawID) }
+        let updated: Worker? = try await persistence.perform { [registry] store in
+            guard let current = registry.worker(id) else { return nil }
+            try store.upsert(StoredWorker(id: id, spec: update.applied(to: current.spec), sequence: current.sequence))
+            return registry.update(id, update)
+        }
+        guard let worker = updated else { throw .workerNotFound(rawID) }
         return Accepted(worker: worker, message: "Worker updated")
     }
 
     /// Removes a worker at once; a pending registration is cancelled.
     public func remove(_ rawID: String) async throws(GatewayError) -> Accepted {
         let id = try Self.parseID(rawID)
-        guard let removed = registry.remove(id) else { throw .workerNotFound(rawID) }
+        let removed: Worker? = try await persistence.perform { [registry] store in
+            guard registry.worker(id) != nil else { return nil }
+            try store.delete(id)
+            return registry.remove(id)
+        }
+        guard let removed else { throw .workerNotFound(rawID) }
         if removed.phase == .registering {
             await jobs.cancel(id)
             return Accepted(worker: removed, message: "Pending registration cancelled; worker removed")
         }
         return Accepted(worker: removed, message: "Worker removed; requests already sent to it finish")
+    }
+
+    /// Puts back every stored worker (same ids and order) and starts probing them.
+    func restoreStoredWorkers() async throws -> Int {
+        let stored = try persistence.store.loadAll()
+        var restored = 0
+        for worker in stored {
+            if registry.restore(worker) != nil {
+                await jobs.startRegistration(of: worker.id)
+                restored += 1
+            }
+        }
+        return restored
     }
 
     static func parseID(_ raw: String) throws(GatewayError) -> WorkerID {

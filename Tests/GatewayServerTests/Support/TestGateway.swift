@@ -62,7 +62,7 @@ struct TestGateway {
         configure(&configuration)
         var logger = Logger(label: "test-gateway")
         logger.logLevel = configuration.logLevel
-        let gateway = Gateway(configuration: configuration, logger: logger)
+        let gateway = try Gateway(configuration: configuration, logger: logger)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {

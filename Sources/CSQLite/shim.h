@@ -1,0 +1,8 @@
+#ifndef MODEL_GATEWAY_CSQLITE_SHIM_H
+#define MODEL_GATEWAY_CSQLITE_SHIM_H
+// The system SQLite (Debian: libsqlite3-dev).
+#include <sqlite3.h>
+
+// SQLITE_TRANSIENT is a macro cast Swift cannot import.
+static inline sqlite3_destructor_type csqlite_transient(void) { return SQLITE_TRANSIENT; }
+#endif
