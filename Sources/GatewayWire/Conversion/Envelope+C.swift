@@ -204,7 +204,8 @@ extension Wire.Envelope {
     /// Decodes an envelope from its protobuf encoding.
     ///
     /// Throws `malformedPayload` for bytes that are not an Envelope and
-    /// `invalidUTF8` for a string that is not UTF-8. Unknown fields are ignored;
+    /// `invalidUTF8` for a string that is not UTF-8, `embeddedNUL` for a string
+    /// holding a 0x00 byte (protobuf-c would cut it there). Unknown fields are ignored;
     /// an unknown body kind gives `body == nil`.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
         let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
@@ -217,6 +218,11 @@ extension Wire.Envelope {
             throw WireError(.malformedPayload, "the payload is not a valid Envelope message (\(bytes.count) bytes)")
         }
         defer { modelgateway__v1__envelope__free_unpacked(unpacked, nil) }
+        if let field = withUnsafePointer(to: modelgateway__v1__envelope__descriptor, {
+            StringScan.fieldWithNUL(in: bytes, descriptor: $0)
+        }) {
+            throw WireError(.embeddedNUL, "string field \(field) holds a NUL byte, which this protocol does not carry")
+        }
         try self.init(c: unpacked)
     }
 
