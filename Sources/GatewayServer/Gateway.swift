@@ -34,6 +34,11 @@ public final class Gateway: Sendable {
     /// The running service group, so `shutdown()` can stop it gracefully.
     private let serviceGroup = Mutex<ServiceGroup?>(nil)
     private let boundBinaryPort = Mutex<Int?>(nil)
+    let lifecycle = LifecycleState()
+    private let runningProxy = Mutex<InferenceProxy?>(nil)
+
+    /// The admission controller of the running gateway (tests and metrics).
+    var proxyAdmission: AdmissionController? { runningProxy.withLock { $0?.admission } }
 
     /// The port of the binary listener once `run` has bound it (nil when disabled).
     public var binaryPort: Int? { boundBinaryPort.withLock { $0 } }
@@ -98,11 +103,14 @@ public final class Gateway: Sendable {
             throw error
         }
         let proxy = InferenceProxy(selector: selector, registry: registry, client: httpClient, configuration: configuration, logger: logger)
+        runningProxy.withLock { $0 = proxy }
         let info = InfoRoutes(
             registry: registry, selector: selector, client: httpClient, configuration: configuration,
             startedAt: Int64(Date().timeIntervalSince1970)
         )
-        let api = RESTAPI(service: workers, registry: registry, configuration: configuration, proxy: proxy, info: info)
+        let timeouts = configuration.clientTimeouts
+        let authorizer = Authorizer(apiKey: configuration.auth.apiKey, adminAPIKey: configuration.auth.adminAPIKey)
+        let api = RESTAPI(service: workers, registry: registry, configuration: configuration, proxy: proxy, info: info, lifecycle: lifecycle)
         var services: [any Service] = [
             HealthChecker(registry: registry, prober: prober, logger: logger),
             PolicyMaintenance(policy: policy, registry: registry, interval: configuration.routing.evictionInterval),
@@ -112,7 +120,7 @@ public final class Gateway: Sendable {
             do {
                 let listener = try await BinaryListener(
                     host: configuration.http.host, configuration: configuration.binary, grace: configuration.shutdownGracePeriod,
-                    apiKey: nil, calls: BinaryCalls(workers: workers, registry: registry, proxy: proxy), logger: logger
+                    authorizer: authorizer, calls: BinaryCalls(workers: workers, registry: registry, proxy: proxy), logger: logger
                 )
                 boundBinaryPort.withLock { $0 = listener.port }
                 services.append(listener)
@@ -125,7 +133,17 @@ public final class Gateway: Sendable {
         }
         defer { binaryListener?.close() }
         let app = Application(
-            responder: GatewayResponder(routes: api.makeRoutes()),
+            responder: GatewayResponder(
+                routes: api.makeRoutes(), authorizer: authorizer
+            ),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [
+                        SlowClientGuard(headerTimeout: timeouts.headerRead, bodyTimeout: timeouts.bodyRead)
+                    ],
+                    idleTimeout: TimeAmount(configuration.clientTimeouts.idle)
+                )
+            ),
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.http.host, port: configuration.http.port),
                 serverName: "model-gateway"
@@ -146,9 +164,18 @@ public final class Gateway: Sendable {
         for input in startupInputs {
             _ = try await workers.add(input)
         }
-        let group = ServiceGroup(
-            configuration: .init(services: [app], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
+        // Services shut down in reverse order: the watcher marks the gateway draining first.
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [
+                .init(service: app),
+                .init(service: ShutdownWatcher(state: lifecycle, signals: gracefulShutdownSignals, logger: logger)),
+            ],
+            gracefulShutdownSignals: gracefulShutdownSignals,
+            logger: logger
         )
+        // Past the grace period, whatever still runs is cancelled.
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
+        let group = ServiceGroup(configuration: groupConfiguration)
         serviceGroup.withLock { $0 = group }
         defer { serviceGroup.withLock { $0 = nil } }
         do {
@@ -163,6 +190,7 @@ public final class Gateway: Sendable {
     /// Starts a graceful shutdown of a running gateway: the listener closes, requests
     /// in flight finish, then `run` returns. Does nothing when the gateway is not running.
     public func shutdown() async {
+        lifecycle.beginDraining()
         await serviceGroup.withLock { $0 }?.triggerGracefulShutdown()
     }
 

@@ -14,6 +14,9 @@ struct Serve: AsyncParsableCommand {
         let configuration = try options.makeConfiguration()
         bootstrapLogging(level: configuration.logLevel)
         let logger = Logger(label: "model-gateway")
+        if configuration.auth.adminAPIKey == nil {
+            logger.notice("no --admin-api-key: worker management (REST /workers, binary worker calls) is accepted from loopback clients only")
+        }
         let gateway = try Gateway(configuration: configuration, logger: logger)
         do {
             try await gateway.run(gracefulShutdownSignals: [.sigterm, .sigint]) { port in

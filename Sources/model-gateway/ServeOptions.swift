@@ -26,6 +26,35 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Seconds in-flight requests, streams and binary calls get to finish on shutdown.")
     var shutdownGracePeriodSecs: Int = 180
 
+    // MARK: Admission, auth, timeouts
+
+    @Option(help: "Inference requests served at once (-1: no limit); more wait in the queue.")
+    var maxConcurrentRequests: Int = -1
+
+    @Option(help: "Requests that may wait for a slot (429 when full).")
+    var queueSize: Int = 100
+
+    @Option(help: "Seconds a request may wait for a slot (408 after).")
+    var queueTimeoutSecs: Int = 60
+
+    @Option(help: "Inference requests per second per API key (default: no limit).")
+    var rateLimitTokensPerSecond: Double?
+
+    @Option(help: "Bearer key required on inference routes (and binary Hello).")
+    var apiKey: String?
+
+    @Option(help: "Bearer key required for worker management; without it only loopback clients may manage workers.")
+    var adminApiKey: String?
+
+    @Option(help: "Seconds before an idle HTTP connection is closed.")
+    var idleTimeoutSecs: Int = 120
+
+    @Option(help: "Seconds a client has to send a request's head once it started (slow clients are cut off).")
+    var headerReadTimeoutSecs: Int = 10
+
+    @Option(help: "Seconds a client has to send a request's body after its head.")
+    var bodyReadTimeoutSecs: Int = 60
+
     @Option(help: "SQLite file keeping registered workers across restarts; 'none' keeps them in memory only.")
     var statePath: String = "model-gateway-state.sqlite"
 
@@ -125,6 +154,14 @@ struct ServeOptions: ParsableArguments {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
         guard (0...65535).contains(binaryPort) else { throw ValidationError("--binary-port must be 0-65535") }
+        guard maxConcurrentRequests == -1 || maxConcurrentRequests >= 1 else { throw ValidationError("--max-concurrent-requests must be -1 or at least 1") }
+        guard queueSize >= 0, queueTimeoutSecs >= 1, idleTimeoutSecs >= 1, headerReadTimeoutSecs >= 1, bodyReadTimeoutSecs >= 1 else {
+            throw ValidationError("--queue-size must be >= 0; --queue-timeout-secs and the client timeouts >= 1")
+        }
+        if let rate = rateLimitTokensPerSecond, !(rate > 0) { throw ValidationError("--rate-limit-tokens-per-second must be > 0") }
+        for (name, key) in [("--api-key", apiKey), ("--admin-api-key", adminApiKey)] where key?.isEmpty == true {
+            throw ValidationError("\(name) must not be empty")
+        }
         guard maxFrameBytes >= 1024, maxConcurrentStreams >= 1, binaryIdleTimeoutSecs >= 1, shutdownGracePeriodSecs >= 0 else {
             throw ValidationError("--max-frame-bytes must be >= 1024; --max-concurrent-streams and --binary-idle-timeout-secs >= 1")
         }
@@ -179,6 +216,12 @@ struct ServeOptions: ParsableArguments {
                 port: binaryPort == 0 ? nil : binaryPort, maxFrameBytes: maxFrameBytes, maxConcurrentStreams: maxConcurrentStreams,
                 idleTimeout: .seconds(binaryIdleTimeoutSecs)
             ),
+            admission: .init(
+                maxConcurrentRequests: maxConcurrentRequests > 0 ? maxConcurrentRequests : nil, queueSize: queueSize,
+                queueTimeout: .seconds(queueTimeoutSecs), rateLimitPerSecond: rateLimitTokensPerSecond
+            ),
+            auth: .init(apiKey: apiKey, adminAPIKey: adminApiKey),
+            clientTimeouts: .init(idle: .seconds(idleTimeoutSecs), headerRead: .seconds(headerReadTimeoutSecs), bodyRead: .seconds(bodyReadTimeoutSecs)),
             shutdownGracePeriod: .seconds(shutdownGracePeriodSecs),
             registration: .init(
                 startupTimeout: .seconds(workerStartupTimeoutSecs),

@@ -16,15 +16,15 @@ struct BinaryCalls: Sendable {
     typealias Send = @Sendable (Wire.Envelope.Body) async throws -> Void
 
     /// Runs one call; sends exactly one terminal message unless cancelled.
-    func run(_ body: Wire.Envelope.Body, send: @escaping Send) async throws {
+    func run(_ body: Wire.Envelope.Body, clientKey: String?, send: @escaping Send) async throws {
         do {
-            try await dispatch(body, send: send)
+            try await dispatch(body, clientKey: clientKey, send: send)
         } catch let error as GatewayError {
             try await send(.error(error.wire))
         }
     }
 
-    private func dispatch(_ body: Wire.Envelope.Body, send: @escaping Send) async throws {
+    private func dispatch(_ body: Wire.Envelope.Body, clientKey: String?, send: @escaping Send) async throws {
         switch body {
         case .addWorker(let request):
             let accepted = try await workers.add(try AddWorkerInput(request))
@@ -68,6 +68,8 @@ struct BinaryCalls: Sendable {
             let healthy = all.filter(\.isRoutable).count
             try await send(.healthReply(Wire.HealthReply(status: healthy > 0 ? "ok" : "unavailable", healthyWorkers: UInt32(healthy), totalWorkers: UInt32(all.count))))
         case .generate(let request):
+            let permit = try await proxy.admit(key: clientKey)
+            defer { permit?.release() }
             try await generate(request, send: send)
         default:
             throw GatewayError.protocolError("UNEXPECTED_MESSAGE", 400, "this message is not a call")

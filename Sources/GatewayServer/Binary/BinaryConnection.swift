@@ -24,25 +24,28 @@ final class BinaryConnection: Sendable {
         var goingAway = false
         var lastActivity = ContinuousClock.now
         var highestStreamID: UInt64 = 0
+        /// What Hello established: the client's key and whether it may manage workers.
+        var clientKey: String?
+        var mayManageWorkers = false
     }
 
     let channel: any Channel
     private let outbound: NIOAsyncChannelOutboundWriter<Wire.Envelope>
     private let calls: BinaryCalls
     private let configuration: GatewayConfiguration.Binary
-    private let apiKey: String?
+    private let authorizer: Authorizer
     private let logger: Logger
     private let state = Mutex(State())
 
     init(
         channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<Wire.Envelope>, calls: BinaryCalls,
-        configuration: GatewayConfiguration.Binary, apiKey: String?, logger: Logger
+        configuration: GatewayConfiguration.Binary, authorizer: Authorizer, logger: Logger
     ) {
         self.channel = channel
         self.outbound = outbound
         self.calls = calls
         self.configuration = configuration
-        self.apiKey = apiKey
+        self.authorizer = authorizer
         self.logger = logger
     }
 
@@ -111,9 +114,17 @@ final class BinaryConnection: Sendable {
             )
             return false
         }
-        if let apiKey, !ConstantTime.equals(hello.apiKey, apiKey) {
+        let key = hello.apiKey.isEmpty ? nil : hello.apiKey
+        do {
+            try authorizer.check(.inference, key: key, peer: channel.remoteAddress, style: .control)
+        } catch {
             await send(streamID: 0, .error(GatewayError.protocolError("UNAUTHORIZED", 401, "a valid API key is required").wire))
             return false
+        }
+        let mayManage = (try? authorizer.check(.admin, key: key, peer: channel.remoteAddress, style: .control)) != nil
+        state.withLock { state in
+            state.clientKey = key
+            state.mayManageWorkers = mayManage
         }
         await send(
             streamID: 0,
@@ -175,13 +186,21 @@ final class BinaryConnection: Sendable {
             if state.calls[stream] != nil {
                 return .refused(.protocolError("STREAM_ID_IN_USE", 400, "stream \(stream) already has a call running"))
             }
+            if body.isWorkerManagement && !state.mayManageWorkers {
+                do throws(GatewayError) {
+                    try authorizer.check(.admin, key: state.clientKey, peer: channel.remoteAddress, style: .control)
+                } catch {
+                    return .refused(error)
+                }
+            }
             if state.calls.count >= configuration.maxConcurrentStreams {
                 return .refused(.protocolError("TOO_MANY_STREAMS", 429, "at most \(configuration.maxConcurrentStreams) calls may run at once on a connection"))
             }
             state.highestStreamID = max(state.highestStreamID, stream)
             state.nextToken += 1
             let token = state.nextToken
-            let task = Task { await self.run(body, on: stream, token: token) }
+            let key = state.clientKey
+            let task = Task { await self.run(body, on: stream, token: token, clientKey: key) }
             state.calls[stream] = Call(token: token, task: task)
             return .started
         }
@@ -190,9 +209,9 @@ final class BinaryConnection: Sendable {
         }
     }
 
-    private func run(_ body: Wire.Envelope.Body, on stream: UInt64, token: UInt64) async {
+    private func run(_ body: Wire.Envelope.Body, on stream: UInt64, token: UInt64, clientKey: String?) async {
         do {
-            try await calls.run(body) { reply in
+            try await calls.run(body, clientKey: clientKey) { reply in
                 try Task.checkCancellation()
                 try await self.outbound.write(Wire.Envelope(streamID: stream, body: reply))
             }
@@ -245,6 +264,16 @@ final class BinaryConnection: Sendable {
                 try? await channel.close()
                 return
             }
+        }
+    }
+}
+
+extension Wire.Envelope.Body {
+    /// Calls that change or read the worker registry (admin only, as on REST).
+    var isWorkerManagement: Bool {
+        switch self {
+        case .addWorker, .listWorkers, .getWorker, .updateWorker, .removeWorker: true
+        default: false
         }
     }
 }

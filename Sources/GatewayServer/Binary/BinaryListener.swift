@@ -20,12 +20,12 @@ final class BinaryListener: Service {
     private let calls: BinaryCalls
     private let configuration: GatewayConfiguration.Binary
     private let grace: Duration
-    private let apiKey: String?
+    private let authorizer: Authorizer
     private let logger: Logger
     private let connections = Mutex<[ObjectIdentifier: BinaryConnection]>([:])
 
     /// Binds at once (so the port is known before the gateway reports it is listening).
-    init(host: String, configuration: GatewayConfiguration.Binary, grace: Duration, apiKey: String?, calls: BinaryCalls, logger: Logger) async throws {
+    init(host: String, configuration: GatewayConfiguration.Binary, grace: Duration, authorizer: Authorizer, calls: BinaryCalls, logger: Logger) async throws {
         let maxFrame = configuration.maxFrameBytes
         self.server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
@@ -42,7 +42,7 @@ final class BinaryListener: Service {
         self.calls = calls
         self.configuration = configuration
         self.grace = grace
-        self.apiKey = apiKey
+        self.authorizer = authorizer
         self.logger = logger
     }
 
@@ -80,7 +80,7 @@ final class BinaryListener: Service {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 let handler = BinaryConnection(
-                    channel: connection.channel, outbound: outbound, calls: calls, configuration: configuration, apiKey: apiKey, logger: logger
+                    channel: connection.channel, outbound: outbound, calls: calls, configuration: configuration, authorizer: authorizer, logger: logger
                 )
                 let key = ObjectIdentifier(handler)
                 connections.withLock { $0[key] = handler }

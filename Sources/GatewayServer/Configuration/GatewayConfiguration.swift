@@ -38,6 +38,54 @@ public struct GatewayConfiguration: Sendable {
         }
     }
 
+    /// Admission control on inference routes.
+    public struct Admission: Sendable {
+        /// Requests served at once; nil: no limit.
+        public var maxConcurrentRequests: Int?
+        /// Requests that may wait for a slot (429 when full).
+        public var queueSize: Int
+        /// How long a request may wait for a slot (408 after).
+        public var queueTimeout: Duration
+        /// Requests per second per API key (or per client without one); nil: no limit.
+        public var rateLimitPerSecond: Double?
+
+        public init(maxConcurrentRequests: Int? = nil, queueSize: Int = 100, queueTimeout: Duration = .seconds(60), rateLimitPerSecond: Double? = nil) {
+            self.maxConcurrentRequests = maxConcurrentRequests
+            self.queueSize = queueSize
+            self.queueTimeout = queueTimeout
+            self.rateLimitPerSecond = rateLimitPerSecond
+        }
+    }
+
+    /// Who may call what.
+    public struct Auth: Sendable {
+        /// Bearer key for inference routes; nil: open.
+        public var apiKey: String?
+        /// Bearer key for worker management; nil: only clients on loopback may manage workers.
+        public var adminAPIKey: String?
+
+        public init(apiKey: String? = nil, adminAPIKey: String? = nil) {
+            self.apiKey = apiKey
+            self.adminAPIKey = adminAPIKey
+        }
+    }
+
+    /// Timeouts that keep slow or idle clients from holding connections.
+    public struct ClientTimeouts: Sendable {
+        /// A connection with no request for this long is closed.
+        public var idle: Duration
+        /// A request's head (line and headers) must arrive within this long.
+        public var headerRead: Duration
+        /// A request's body must arrive within this long after its head.
+        public var bodyRead: Duration
+
+        public init(idle: Duration = .seconds(120), headerRead: Duration = .seconds(10), bodyRead: Duration = .seconds(60)) {
+            self.idle = idle
+            self.headerRead = headerRead
+            self.bodyRead = bodyRead
+        }
+    }
+
     /// How workers are registered.
     public struct Registration: Sendable {
         /// How long an add job keeps trying an unreachable worker before it fails.
@@ -105,6 +153,9 @@ public struct GatewayConfiguration: Sendable {
 
     public var http: HTTP
     public var binary: Binary
+    public var admission: Admission
+    public var auth: Auth
+    public var clientTimeouts: ClientTimeouts
     /// How long in-flight requests, streams and binary calls may take to finish on shutdown.
     public var shutdownGracePeriod: Duration
     public var registration: Registration
@@ -124,6 +175,9 @@ public struct GatewayConfiguration: Sendable {
     public init(
         http: HTTP = HTTP(),
         binary: Binary = Binary(),
+        admission: Admission = Admission(),
+        auth: Auth = Auth(),
+        clientTimeouts: ClientTimeouts = ClientTimeouts(),
         shutdownGracePeriod: Duration = .seconds(180),
         registration: Registration = Registration(),
         healthCheck: HealthCheckConfig = HealthCheckConfig(),
@@ -137,6 +191,9 @@ public struct GatewayConfiguration: Sendable {
     ) {
         self.http = http
         self.binary = binary
+        self.admission = admission
+        self.auth = auth
+        self.clientTimeouts = clientTimeouts
         self.shutdownGracePeriod = shutdownGracePeriod
         self.registration = registration
         self.routing = routing

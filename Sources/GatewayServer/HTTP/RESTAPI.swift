@@ -11,35 +11,36 @@ struct RESTAPI: Sendable {
     let configuration: GatewayConfiguration
     let proxy: InferenceProxy
     let info: InfoRoutes
+    let lifecycle: LifecycleState
 
     func makeRoutes() -> [Route] {
         [
-            Route("/workers", style: .control, [
+            Route("/workers", style: .control, access: .admin, [
                 .get: { _, _ in listWorkers() },
                 .post: { request, _ in try await addWorker(request) },
             ]),
-            Route("/workers/{worker_id}", style: .control, [
+            Route("/workers/{worker_id}", style: .control, access: .admin, [
                 .get: { _, p in try getWorker(p["worker_id"]) },
                 .put: { request, p in try await updateWorker(request, p["worker_id"]) },
                 .delete: { _, p in try await removeWorker(p["worker_id"]) },
             ]),
-            Route("/health", style: .control, [.get: { _, _ in liveness() }]),
-            Route("/liveness", style: .control, [.get: { _, _ in liveness() }]),
-            Route("/readiness", style: .control, [.get: { _, _ in readiness() }]),
+            Route("/health", style: .control, access: .open, [.get: { _, _ in liveness() }]),
+            Route("/liveness", style: .control, access: .open, [.get: { _, _ in liveness() }]),
+            Route("/readiness", style: .control, access: .open, [.get: { _, _ in readiness() }]),
         ] + inferenceRoutes()
     }
 
     private func inferenceRoutes() -> [Route] {
         var routes = InferenceRoute.allCases.map { route in
-            Route(route.rawValue, style: .openAI, [.post: { request, _ in try await proxy.handle(request, route: route) }])
+            Route(route.rawValue, style: .openAI, access: .inference, [.post: { request, _ in try await proxy.handle(request, route: route) }])
         }
         routes += [
-            Route("/v1/models", style: .openAI, [.get: { _, _ in info.models() }]),
-            Route("/get_loads", style: .openAI, [.get: { _, _ in info.loads() }]),
-            Route("/get_server_info", style: .openAI, [.get: { _, _ in info.serverInfo() }]),
-            Route("/get_model_info", style: .openAI, [.get: { request, _ in try await info.modelInfo(request) }]),
-            Route("/health_generate", style: .openAI, [.get: { request, _ in try await info.healthGenerate(request) }]),
-            Route("/flush_cache", style: .openAI, [.post: { _, _ in await info.flushCache() }]),
+            Route("/v1/models", style: .openAI, access: .inference, [.get: { _, _ in info.models() }]),
+            Route("/get_loads", style: .openAI, access: .inference, [.get: { _, _ in info.loads() }]),
+            Route("/get_server_info", style: .openAI, access: .inference, [.get: { _, _ in info.serverInfo() }]),
+            Route("/get_model_info", style: .openAI, access: .inference, [.get: { request, _ in try await info.modelInfo(request) }]),
+            Route("/health_generate", style: .openAI, access: .inference, [.get: { request, _ in try await info.healthGenerate(request) }]),
+            Route("/flush_cache", style: .openAI, access: .admin, [.post: { _, _ in await info.flushCache() }]),
         ]
         return routes
     }
@@ -111,10 +112,16 @@ struct RESTAPI: Sendable {
     func readiness() -> Response {
         let workers = registry.workers()
         let healthy = workers.filter(\.isRoutable).count
-        return JSONResponse.make(status: healthy > 0 ? .ok : .serviceUnavailable) { json in
+        let draining = lifecycle.isDraining
+        let ready = healthy > 0 && !draining
+        return JSONResponse.make(status: ready ? .ok : .serviceUnavailable) { json in
             json.beginObject()
-            json.field("status", healthy > 0 ? "ready" : "not ready")
-            if healthy == 0 { json.field("reason", workers.isEmpty ? "no workers registered" : "no healthy workers") }
+            json.field("status", ready ? "ready" : "not ready")
+            if draining {
+                json.field("reason", "shutting down")
+            } else if healthy == 0 {
+                json.field("reason", workers.isEmpty ? "no workers registered" : "no healthy workers")
+            }
             json.field("healthy_workers", healthy)
             json.field("total_workers", workers.count)
             json.endObject()

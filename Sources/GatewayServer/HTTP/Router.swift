@@ -16,9 +16,15 @@ struct Route: Sendable {
     let handlers: [HTTPRequest.Method: Handler]
     /// The error shape for this route (control plane or OpenAI).
     let style: GatewayError.Style
+    /// Who may call it.
+    let access: Access
+    /// The pattern, as a bounded metric and log label.
+    let pattern: String
 
     /// `pattern` like "/workers/{worker_id}".
-    init(_ pattern: String, style: GatewayError.Style, _ handlers: [HTTPRequest.Method: Handler]) {
+    init(_ pattern: String, style: GatewayError.Style, access: Access, _ handlers: [HTTPRequest.Method: Handler]) {
+        self.pattern = pattern
+        self.access = access
         self.segments = pattern.split(separator: "/").map { part in
             part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(String(part))
         }
@@ -77,9 +83,10 @@ struct RouteParameters: Sendable {
 /// with `Allow`; any error a handler throws becomes a JSON error in the route's
 /// style. Nothing leaves as plain text.
 struct GatewayResponder: HTTPResponder {
-    typealias Context = BasicRequestContext
+    typealias Context = GatewayRequestContext
 
     let routes: [Route]
+    let authorizer: Authorizer
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let path = request.uri.path
@@ -89,6 +96,7 @@ struct GatewayResponder: HTTPResponder {
             for route in routes {
                 guard let parameters = route.match(parts) else { continue }
                 style = route.style
+                try authorizer.check(route.access, key: Authorizer.bearer(request.headers), peer: context.remoteAddress, style: style)
                 let isHead = request.method == .head
                 guard let handler = route.handlers[isHead ? .get : request.method] else {
                     throw GatewayError.methodNotAllowed(method: request.method.rawValue, path: path, allowed: route.allowedMethods, style: style)
@@ -104,6 +112,17 @@ struct GatewayResponder: HTTPResponder {
         } catch {
             return GatewayError.internalError("internal error: \(error)", style: style).makeResponse()
         }
+    }
+}
+
+/// The request context: Hummingbird's, plus the client's address (for the loopback rule).
+struct GatewayRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
     }
 }
 

@@ -23,6 +23,8 @@ final class InferenceProxy: Sendable {
     let client: HTTPClient
     let configuration: GatewayConfiguration
     let logger: Logger
+    let admission: AdmissionController?
+    let rateLimiter: RateLimiter?
 
     static let retryableStatuses: Set<UInt> = [408, 429, 500, 502, 503, 504]
     static let routingKeyHeader = HTTPField.Name("X-SMG-Routing-Key")!
@@ -36,6 +38,48 @@ final class InferenceProxy: Sendable {
         self.client = client
         self.configuration = configuration
         self.logger = logger
+        self.admission = configuration.admission.maxConcurrentRequests.map { limit in
+            AdmissionController(
+                configuration: .init(maxConcurrent: limit, queueSize: configuration.admission.queueSize, queueTimeout: configuration.admission.queueTimeout)
+            )
+        }
+        self.rateLimiter = configuration.admission.rateLimitPerSecond.map { RateLimiter(rate: $0) }
+    }
+
+    /// Admission control: the per-key rate, then a slot (waiting in the bounded queue).
+    /// The permit must be held until the response's last byte.
+    func admit(key: String?) async throws(GatewayError) -> AdmissionPermit? {
+        if let rateLimiter, let wait = rateLimiter.take(key ?? "anonymous") {
+            var error = GatewayError.openAI(429, "rate_limited", "too many requests for this API key; retry in \(Int(wait.seconds.rounded(.up)))s")
+            error.headers.append(("Retry-After", String(Int(wait.seconds.rounded(.up)))))
+            throw error
+        }
+        guard let admission else { return nil }
+        do {
+            return try await admission.acquire()
+        } catch {
+            var refusal: GatewayError
+            switch error {
+            case .queueFull:
+                refusal = .openAI(429, "queue_full", "the gateway is at capacity and its queue is full; retry later")
+            case .timedOut:
+                refusal = .openAI(408, "queue_timeout", "no capacity became free within \(configuration.admission.queueTimeout)")
+            }
+            refusal.headers.append(("Retry-After", "1"))
+            throw refusal
+        }
+    }
+
+    /// `response` with `permit` released after its last byte (or when it is dropped unsent).
+    static func releasing(_ permit: AdmissionPermit?, after response: Response) -> Response {
+        guard let permit else { return response }
+        var response = response
+        let body = response.body
+        response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            defer { permit.release() }
+            try await body.write(writer)
+        }
+        return response
     }
 
     /// How one attempt ended when it did not produce the client's response.
@@ -55,8 +99,9 @@ final class InferenceProxy: Sendable {
     func handle(_ request: Request, route: InferenceRoute) async throws(GatewayError) -> Response {
         let requestID = Self.requestID(from: request.headers)
         do {
+            let permit = try await admit(key: Authorizer.bearer(request.headers))
             let body = try await request.collectBody(limit: configuration.routing.maxPayloadBytes, style: .openAI)
-            var response = try await forward(body: body, headers: request.headers, route: route, requestID: requestID)
+            var response = Self.releasing(permit, after: try await forward(body: body, headers: request.headers, route: route, requestID: requestID))
             response.headers[Self.requestIDHeader] = requestID
             return response
         } catch {
@@ -180,7 +225,10 @@ final class InferenceProxy: Sendable {
 
         var upstream = HTTPClientRequest(url: candidate.url.appending(path))
         upstream.method = .POST
-        upstream.headers = Self.forwardedHeaders(incoming, candidate: candidate, requestID: requestID, bodyLength: body.readableBytes)
+        upstream.headers = Self.forwardedHeaders(
+            incoming, candidate: candidate, requestID: requestID, bodyLength: body.readableBytes,
+            gatewayHasKey: configuration.auth.apiKey != nil || configuration.auth.adminAPIKey != nil
+        )
         upstream.body = .bytes(body)
 
         let load = LoadToken(candidate.handle)
@@ -339,14 +387,16 @@ final class InferenceProxy: Sendable {
         "content-length", "host",
     ]
 
-    static func forwardedHeaders(_ incoming: HTTPFields, candidate: RouteCandidate, requestID: String, bodyLength: Int) -> HTTPHeaders {
+    /// - Parameter gatewayHasKey: when the gateway checks its own API key, the client's
+    ///   `Authorization` carries that key and must not reach workers.
+    static func forwardedHeaders(_ incoming: HTTPFields, candidate: RouteCandidate, requestID: String, bodyLength: Int, gatewayHasKey: Bool = false) -> HTTPHeaders {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: incoming[.contentType] ?? "application/json")
         headers.add(name: "Content-Length", value: String(bodyLength))
         if let accept = incoming[.accept] { headers.add(name: "Accept", value: accept) }
         if let key = candidate.apiKey {
             headers.add(name: "Authorization", value: "Bearer \(key)")
-        } else if let authorization = incoming[.authorization] {
+        } else if !gatewayHasKey, let authorization = incoming[.authorization] {
             headers.add(name: "Authorization", value: authorization)
         }
         headers.add(name: "X-Request-Id", value: requestID)

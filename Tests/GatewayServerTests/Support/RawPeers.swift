@@ -1,0 +1,80 @@
+import NIOCore
+import NIOPosix
+
+/// A TCP server that misbehaves as a worker: it never answers, answers garbage,
+/// or answers half a response and hangs up.
+final class BadWorker: Sendable {
+    enum Mode: Sendable {
+        /// Accepts, reads, never answers.
+        case silent
+        /// Answers bytes that are not HTTP, then closes.
+        case garbage
+        /// Answers a head announcing 100 bytes, sends 10, then closes.
+        case halfResponse
+    }
+
+    private final class Handler: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let mode: Mode
+
+        init(mode: Mode) { self.mode = mode }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let reply: String
+            switch mode {
+            case .silent: return
+            case .garbage: reply = "THIS IS NOT HTTP\r\n\r\n"
+            case .halfResponse: reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"choices\""
+            }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply))).whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    let channel: any Channel
+    var port: Int { channel.localAddress?.port ?? 0 }
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    init(_ mode: Mode) async throws {
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(mode: mode)) }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+/// A raw TCP client for slow or idle connections.
+final class RawClient: Sendable {
+    private final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+    }
+
+    let channel: any Channel
+
+    init(port: Int) async throws {
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector()) }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+    }
+
+    var isOpen: Bool { channel.isActive }
+
+    func send(_ text: String) async throws {
+        try await channel.writeAndFlush(ByteBuffer(string: text))
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
