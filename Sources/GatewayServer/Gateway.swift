@@ -168,7 +168,11 @@ public final class Gateway: Sendable {
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
                 .init(service: app),
-                .init(service: ShutdownWatcher(state: lifecycle, signals: gracefulShutdownSignals, logger: logger)),
+                // It returns when the shutdown starts; that must not cancel the group.
+                .init(
+                    service: ShutdownWatcher(state: lifecycle, signals: gracefulShutdownSignals, logger: logger),
+                    successTerminationBehavior: .gracefullyShutdownGroup
+                ),
             ],
             gracefulShutdownSignals: gracefulShutdownSignals,
             logger: logger

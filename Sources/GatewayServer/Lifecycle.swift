@@ -23,6 +23,11 @@ final class LifecycleState: Sendable {
 /// Runs first in shutdown: marks the gateway as draining, and when shutdown signals
 /// are in use, turns a second signal into an immediate exit (an operator who
 /// presses Ctrl-C twice wants out now).
+///
+/// It returns as soon as the shutdown starts: the service group shuts services down
+/// in reverse order and waits for each, so waiting here for the second signal would
+/// keep the listeners from ever draining. The second-signal watch runs in a task of
+/// its own that lives until the process exits.
 struct ShutdownWatcher: Service {
     let state: LifecycleState
     let signals: [UnixSignal]
@@ -35,9 +40,12 @@ struct ShutdownWatcher: Service {
         guard !signals.isEmpty else { return }
         // The first signal started this shutdown; the next one forces it.
         let second = await UnixSignalsSequence(trapping: signals)
-        for await signal in second {
-            logger.warning("second \(signal): exiting now")
-            exit(130)
+        let logger = logger
+        Task.detached {
+            for await signal in second {
+                logger.warning("second \(signal): exiting now")
+                exit(130)
+            }
         }
     }
 }

@@ -44,16 +44,24 @@ extension SimWorker {
     }
 
     /// Tokens `tokens` concatenated; every token after the first of the whole output
-    /// (index > 0) starts with a space.
-    static func text(tokens: Range<Int>) -> String {
+    /// (index > 0) starts with a space. A non-empty `tag` follows every token
+    /// (`tok3@s42`): see `InferenceRequest.tag`.
+    static func text(tokens: Range<Int>, tag: String = "") -> String {
         var out = ""
-        out.reserveCapacity(tokens.count * 7)
+        out.reserveCapacity(tokens.count * (7 + tag.utf8.count))
         for i in tokens {
             if i > 0 { out += " " }
             out += "tok"
             out += String(i)
+            out += tag
         }
         return out
+    }
+
+    /// The echo tag of a prompt: its first word when that word starts with `@`, else "".
+    static func tag(ofPrompt prompt: String) -> String {
+        guard prompt.utf8.first == UInt8(ascii: "@") else { return "" }
+        return String(prompt.prefix { !$0.isWhitespace })
     }
 
     /// A deterministic unit vector of `embeddingDimensions` floats for `input`.

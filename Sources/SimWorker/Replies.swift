@@ -132,11 +132,12 @@ enum Replies {
         final: Bool,
         promptTokens: Int,
         e2eLatency: Double,
-        worker: String
+        worker: String,
+        tag: String = ""
     ) -> [UInt8] {
-        var w = JSONWriter(capacity: 256 + tokens * 12)
+        var w = JSONWriter(capacity: 256 + tokens * (12 + tag.utf8.count))
         w.beginObject()
-        w.field("text", SimWorker.text(tokens: 0..<tokens))
+        w.field("text", SimWorker.text(tokens: 0..<tokens, tag: tag))
         w.key("output_ids")
         w.beginArray()
         for i in 0..<tokens { w.int(SimWorker.tokenID(i)) }
@@ -191,16 +192,17 @@ enum Replies {
         model: String,
         worker: String,
         promptTokens: Int,
-        tokens: Int
+        tokens: Int,
+        tag: String = ""
     ) -> [UInt8] {
-        var w = JSONWriter(capacity: 320 + tokens * 8)
+        var w = JSONWriter(capacity: 320 + tokens * (8 + tag.utf8.count))
         w.beginObject()
         header(&w, id: id, object: chat ? "chat.completion" : "text_completion", created: created, model: model, worker: worker)
         w.key("choices")
         w.beginArray()
         w.beginObject()
         w.field("index", 0)
-        let text = SimWorker.text(tokens: 0..<tokens)
+        let text = SimWorker.text(tokens: 0..<tokens, tag: tag)
         if chat {
             w.key("message")
             w.beginObject()
@@ -228,9 +230,10 @@ enum Replies {
         model: String,
         worker: String,
         range: Range<Int>,
-        final: Bool
+        final: Bool,
+        tag: String = ""
     ) -> [UInt8] {
-        var w = JSONWriter(capacity: 256 + range.count * 8)
+        var w = JSONWriter(capacity: 256 + range.count * (8 + tag.utf8.count))
         w.beginObject()
         header(&w, id: id, object: chat ? "chat.completion.chunk" : "text_completion", created: created, model: model, worker: worker)
         w.key("choices")
@@ -238,7 +241,7 @@ enum Replies {
         w.beginObject()
         w.field("index", 0)
         // Token i > 0 carries its leading space, so deltas concatenate to the full text.
-        let delta = SimWorker.text(tokens: range)
+        let delta = SimWorker.text(tokens: range, tag: tag)
         if chat {
             w.key("delta")
             w.beginObject()

@@ -87,6 +87,10 @@ struct InferenceRequest {
     var model: String
     /// SGLang request id (`rid`).
     var rid: String?
+    /// A text prompt whose first word starts with `@` (`@s42 ...`) gets that word
+    /// appended to every generated token (`tok0@s42 tok1@s42`), so a test running many
+    /// requests at once can tell which request each streamed chunk belongs to.
+    var tag: String = ""
 
     static func parse(kind: Kind, body: ByteBuffer?, defaultModel: String) throws(BadRequest) -> InferenceRequest {
         let object = try parseObject(body)
@@ -103,6 +107,7 @@ struct InferenceRequest {
         case .generate:
             if let text = object["text"], text != .null {
                 request.promptTokens = try countTextInput(text, field: "text")
+                request.tag = text.stringValue.map(SimWorker.tag(ofPrompt:)) ?? ""
             } else if let ids = object["input_ids"], ids != .null {
                 request.promptTokens = try countTokenIDs(ids, field: "input_ids")
             } else {
@@ -123,6 +128,7 @@ struct InferenceRequest {
                 throw BadRequest(message: "prompt is required")
             }
             request.promptTokens = try countPrompt(prompt)
+            request.tag = prompt.stringValue.map(SimWorker.tag(ofPrompt:)) ?? ""
             if let n = try optionalTokenCount(object, "max_tokens") { request.maxTokens = n }
         case .chat:
             guard let messages = object["messages"]?.arrayValue, !messages.isEmpty else {

@@ -253,12 +253,12 @@ final class SimHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .generate:
                 bytes = Replies.generate(
                     rid: id, tokens: request.maxTokens, final: true, promptTokens: request.promptTokens,
-                    e2eLatency: Self.seconds(since: start), worker: name
+                    e2eLatency: Self.seconds(since: start), worker: name, tag: request.tag
                 )
             case .completion, .chat:
                 bytes = Replies.openAICompletion(
                     chat: kind == .chat, id: id, created: created, model: request.model, worker: name,
-                    promptTokens: request.promptTokens, tokens: request.maxTokens
+                    promptTokens: request.promptTokens, tokens: request.maxTokens, tag: request.tag
                 )
             }
             endInference()
@@ -294,12 +294,12 @@ final class SimHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .generate:
                 json = Replies.generate(
                     rid: job.id, tokens: job.sent, final: final, promptTokens: job.request.promptTokens,
-                    e2eLatency: Self.seconds(since: job.start), worker: name
+                    e2eLatency: Self.seconds(since: job.start), worker: name, tag: job.request.tag
                 )
             case .completion, .chat:
                 json = Replies.openAIChunk(
                     chat: job.request.kind == .chat, id: job.id, created: job.created, model: job.request.model,
-                    worker: name, range: range, final: final
+                    worker: name, range: range, final: final, tag: job.request.tag
                 )
             }
             context.write(wrapOutboundOut(.body(.byteBuffer(sse(context, json)))), promise: nil)

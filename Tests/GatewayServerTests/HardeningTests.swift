@@ -59,14 +59,15 @@ struct AdmissionTests {
     @Test("The per-key rate limit answers 429 with Retry-After; keys are counted apart")
     func rateLimit() async throws {
         try await withSimWorkers(1) { _, urls in
-            try await TestGateway.with({ $0.admission.rateLimitPerSecond = 2 }) { gw in
+            // One token every 5 s (burst 1): no refill can happen during the checks, however slow the machine.
+            try await TestGateway.with({ $0.admission.rateLimitPerSecond = 0.2 }) { gw in
                 _ = try await gw.addHealthyWorkers(urls)
                 let body = #"{"prompt": "x", "max_tokens": 1}"#
                 var statuses: [Int] = []
                 for _ in 0..<3 {
                     statuses.append(try await gw.request(.POST, "/v1/completions", body: body, headers: [("Authorization", "Bearer key-a")]).status)
                 }
-                #expect(statuses == [200, 200, 429])
+                #expect(statuses == [200, 429, 429])
                 let other = try await gw.request(.POST, "/v1/completions", body: body, headers: [("Authorization", "Bearer key-b")])
                 #expect(other.status == 200)
                 let limited = try await gw.request(.POST, "/v1/completions", body: body, headers: [("Authorization", "Bearer key-a")])

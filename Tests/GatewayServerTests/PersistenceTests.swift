@@ -73,7 +73,9 @@ struct PersistenceTests {
             let first = try await GatewayProcess.start(statePath: path)
             let urls = (0..<100).map { "http://127.0.0.1:\(5000 + $0)" }
             let acknowledged = ConcurrentSet()
-            // Kill the gateway while the registrations are in flight (after the first answers).
+            // Kill the gateway while the registrations are in flight: the task that records
+            // the 20th acknowledgement kills it at once, so however the machine schedules
+            // the tasks, the other 80 are still in flight or queued.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for url in urls {
                     group.addTask {
@@ -85,12 +87,8 @@ struct PersistenceTests {
                             let body = try? await response.body.collect(upTo: 1 << 16),
                             let id = (try? JSONParser.parse(body.readableBytesView))?["worker_id"]?.stringValue
                         else { return }
-                        acknowledged.insert(id, url)
+                        if acknowledged.insert(id, url) == 20 { first.kill9() }
                     }
-                }
-                group.addTask {
-                    while acknowledged.count < 20 { try await Task.sleep(for: .milliseconds(1)) }
-                    first.kill9()
                 }
                 try await group.waitForAll()
             }
@@ -129,7 +127,14 @@ final class ConcurrentSet: @unchecked Sendable {
     private let lock = NSLock()
     private var values: [String: String] = [:]
 
-    func insert(_ id: String, _ url: String) { lock.withLock { values[id] = url } }
+    /// Adds an entry; returns the count after it.
+    @discardableResult
+    func insert(_ id: String, _ url: String) -> Int {
+        lock.withLock {
+            values[id] = url
+            return values.count
+        }
+    }
     var count: Int { lock.withLock { values.count } }
     var snapshot: [String: String] { lock.withLock { values } }
 }

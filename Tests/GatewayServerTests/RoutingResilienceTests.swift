@@ -84,7 +84,7 @@ struct RoutingResilienceTests {
     static func breaker(_ config: inout GatewayConfiguration) {
         config.routing.policy = .roundRobin
         // Long enough that a loaded machine cannot end the open period during the checks made while open.
-        config.circuitBreaker = .init(failureThreshold: 3, successThreshold: 2, openDuration: .seconds(3))
+        config.circuitBreaker = .init(failureThreshold: 3, successThreshold: 2, openDuration: .seconds(6))
         slowHealth(&config)
     }
 
@@ -116,7 +116,7 @@ struct RoutingResilienceTests {
                 #expect(try await gw.worker(ids[0])["is_healthy"] == .bool(true))
 
                 // After the open duration: half-open, trial requests flow, 2 successes close it.
-                try await eventually("half-open", timeout: .seconds(8)) { try await gw.breakerState(of: ids[0]) == "half_open" }
+                try await eventually("half-open", timeout: .seconds(15)) { try await gw.breakerState(of: ids[0]) == "half_open" }
                 let (trials, _) = try await gw.distribution(count: 8)
                 #expect((trials[workers[0].name] ?? 0) >= 2, "\(trials)")
                 #expect(try await gw.breakerState(of: ids[0]) == "closed")
@@ -134,7 +134,7 @@ struct RoutingResilienceTests {
                     #expect(try await gw.complete().status == 200)
                 }
                 #expect(try await gw.breakerState(of: ids[0]) == "open")
-                try await eventually("half-open", timeout: .seconds(8)) { try await gw.breakerState(of: ids[0]) == "half_open" }
+                try await eventually("half-open", timeout: .seconds(15)) { try await gw.breakerState(of: ids[0]) == "half_open" }
                 let before = workers[0].requestCount(path: "/v1/completions")
                 for _ in 0..<2 { #expect(try await gw.complete().status == 200) }
                 #expect(workers[0].requestCount(path: "/v1/completions") == before + 1, "one trial request")

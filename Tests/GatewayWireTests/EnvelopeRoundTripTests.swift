@@ -29,7 +29,8 @@ private let fullWorker = Wire.WorkerInfo(
     metadata: ["max_total_tokens": "8192", "version": "0.4.1", "ünï": "cødé 😀", "": "empty key"],
     jobStatus: Wire.JobStatus(jobType: .addWorker, workerURL: "http://10.0.0.5:8000", status: .processing, message: "probing", timestamp: 1_700_000_000),
     labels: ["zone": "us-east-1a", "gpu": "h100", "tier": ""],
-    healthCheck: fullHealthCheck
+    healthCheck: fullHealthCheck,
+    hasAPIKey: true, circuitBreaker: "half_open", maxLoad: 1_000_000
 )
 
 /// Zero values in the optionals, unrecognised enum numbers, empty maps.
@@ -37,7 +38,7 @@ private let oddWorker = Wire.WorkerInfo(
     id: "w2", url: "https://[::1]:9000/prefix", modelID: "", priority: 0, cost: -0.5,
     workerType: .unrecognized(99), isHealthy: false, load: 0, connectionMode: "", runtimeType: .unrecognized(-1),
     bootstrapPort: 0, metadata: [:], jobStatus: Wire.JobStatus(jobType: .unrecognized(99), status: .unrecognized(1234), timestamp: -1),
-    labels: [:], healthCheck: zeroHealthCheck
+    labels: [:], healthCheck: zeroHealthCheck, hasAPIKey: false, circuitBreaker: "", maxLoad: 0
 )
 
 /// One envelope per body case, every field set to a non-default value.
@@ -53,11 +54,11 @@ let everyBodyCase: [(name: String, envelope: Wire.Envelope)] = [
     ("addWorker full", Wire.Envelope(streamID: 5, body: .addWorker(.init(
         url: "http://10.0.0.7:30000", modelID: "qwen", priority: 90, cost: 2.5,
         labels: ["zone": "b", "gpu": "a100", "ключ": "значение", "k4": ""], workerType: .decode, runtimeType: .openai,
-        bootstrapPort: 8998, apiKey: "secret", disableHealthCheck: true, healthCheck: fullHealthCheck
+        bootstrapPort: 8998, apiKey: "secret", disableHealthCheck: true, healthCheck: fullHealthCheck, maxLoad: 64
     )))),
     ("addWorker zero optionals", Wire.Envelope(streamID: 6, body: .addWorker(.init(
         url: "w:1", modelID: "", priority: 0, cost: 0, labels: [:], workerType: .unrecognized(99), runtimeType: .unrecognized(99),
-        bootstrapPort: 0, apiKey: "", disableHealthCheck: false, healthCheck: zeroHealthCheck
+        bootstrapPort: 0, apiKey: "", disableHealthCheck: false, healthCheck: zeroHealthCheck, maxLoad: 0
     )))),
     ("addWorker absent optionals", Wire.Envelope(streamID: 7, body: .addWorker(.init(url: "w:2", workerType: .regular, runtimeType: .sglang)))),
     ("addWorkerReply", Wire.Envelope(streamID: 8, body: .addWorkerReply(.init(
@@ -75,10 +76,10 @@ let everyBodyCase: [(name: String, envelope: Wire.Envelope)] = [
     ("getWorkerReply empty worker", Wire.Envelope(streamID: 15, body: .getWorkerReply(.init(worker: Wire.WorkerInfo())))),
     ("getWorkerReply no worker", Wire.Envelope(streamID: 16, body: .getWorkerReply(.init(worker: nil)))),
     ("updateWorker full", Wire.Envelope(streamID: 17, body: .updateWorker(.init(
-        workerID: "w", priority: 5, cost: 0.125, labels: ["add": "x", "remove": "", "é": "ü"], apiKey: "new-key", healthCheck: fullHealthCheck
+        workerID: "w", priority: 5, cost: 0.125, labels: ["add": "x", "remove": "", "é": "ü"], apiKey: "new-key", healthCheck: fullHealthCheck, maxLoad: 32
     )))),
     ("updateWorker zero optionals", Wire.Envelope(streamID: 18, body: .updateWorker(.init(
-        workerID: "w", priority: 0, cost: 0, labels: [:], apiKey: "", healthCheck: zeroHealthCheck
+        workerID: "w", priority: 0, cost: 0, labels: [:], apiKey: "", healthCheck: zeroHealthCheck, maxLoad: 0
     )))),
     ("updateWorker absent optionals", Wire.Envelope(streamID: 19, body: .updateWorker(.init(workerID: "w")))),
     ("updateWorkerReply", Wire.Envelope(streamID: 20, body: .updateWorkerReply(.init(status: "accepted", workerID: "w", message: "updated")))),

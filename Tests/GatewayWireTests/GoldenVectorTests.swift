@@ -81,7 +81,10 @@ private let goldenWorker = Wire.WorkerInfo(
     metadata: ["max_total_tokens": "8192", "version": "0.4.1", "ünï": "cødé 😀"],
     jobStatus: Wire.JobStatus(jobType: .updateWorker, workerURL: "http://10.0.0.7:30000", status: .processing, message: "probing…", timestamp: 1_700_000_123),
     labels: ["gpu": "h100", "zone": "eu-west-1b", "ключ": "значение"],
-    healthCheck: Wire.HealthCheckSettings(timeoutSecs: 5, intervalSecs: 60, failureThreshold: 3, successThreshold: 2, endpoint: "/health", disabled: false)
+    healthCheck: Wire.HealthCheckSettings(timeoutSecs: 5, intervalSecs: 60, failureThreshold: 3, successThreshold: 2, endpoint: "/health", disabled: false),
+    hasAPIKey: true,
+    circuitBreaker: "closed",
+    maxLoad: 256
 )
 
 /// One envelope per body kind, named by the proto field of the body: the golden values.
@@ -100,7 +103,8 @@ let goldenVectors: [(name: String, envelope: Wire.Envelope)] = [
         url: "http://10.0.0.7:30000", modelID: "qwen/Qwen2.5-7B-Instruct", priority: 0, cost: 2.5,
         labels: ["zone": "eu-west-1b", "gpu": "a100", "ключ": "значение", "tier": "gold"],
         workerType: .decode, runtimeType: .openai, bootstrapPort: 8998, apiKey: "sk-worker", disableHealthCheck: true,
-        healthCheck: .init(timeoutSecs: 5, intervalSecs: 0, failureThreshold: 3, successThreshold: nil, endpoint: "/health", disabled: false)
+        healthCheck: .init(timeoutSecs: 5, intervalSecs: 0, failureThreshold: 3, successThreshold: nil, endpoint: "/health", disabled: false),
+        maxLoad: 64
     )))),
     ("add_worker_reply", Wire.Envelope(streamID: 1, body: .addWorkerReply(.init(
         status: "accepted", workerID: goldenWorkerID, url: "http://10.0.0.7:30000", location: "/workers/\(goldenWorkerID)",
@@ -121,7 +125,7 @@ let goldenVectors: [(name: String, envelope: Wire.Envelope)] = [
     ("get_worker_reply", Wire.Envelope(streamID: 5, body: .getWorkerReply(.init(worker: goldenWorker)))),
     ("update_worker", Wire.Envelope(streamID: 6, body: .updateWorker(.init(
         workerID: goldenWorkerID, priority: 42, cost: nil, labels: ["zone": "b", "new": "yes"], apiKey: "",
-        healthCheck: .init(intervalSecs: 10, disabled: true)
+        healthCheck: .init(intervalSecs: 10, disabled: true), maxLoad: 0
     )))),
     ("update_worker_reply", Wire.Envelope(streamID: 6, body: .updateWorkerReply(.init(
         status: "accepted", workerID: goldenWorkerID, message: "Worker update applied"

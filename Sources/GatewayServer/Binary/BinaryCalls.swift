@@ -38,6 +38,7 @@ struct BinaryCalls: Sendable {
             )
         case .listWorkers:
             let list = workers.list()
+            let now = ContinuousClock.now
             var stats = Wire.WorkerStats()
             for worker in list {
                 switch worker.spec.workerType {
@@ -46,13 +47,13 @@ struct BinaryCalls: Sendable {
                 case .decode: stats.decodeCount += 1
                 }
             }
-            try await send(.listWorkersReply(Wire.ListWorkersReply(workers: list.map(Wire.WorkerInfo.init), total: UInt32(list.count), stats: stats)))
+            try await send(.listWorkersReply(Wire.ListWorkersReply(workers: list.map { Wire.WorkerInfo($0, now: now) }, total: UInt32(list.count), stats: stats)))
         case .getWorker(let request):
             guard !request.workerID.isEmpty else { throw GatewayError.missingField("worker_id") }
             try await send(.getWorkerReply(Wire.GetWorkerReply(worker: Wire.WorkerInfo(try workers.get(request.workerID)))))
         case .updateWorker(let request):
             guard !request.workerID.isEmpty else { throw GatewayError.missingField("worker_id") }
-            let accepted = try await workers.update(request.workerID, UpdateWorkerInput(request))
+            let accepted = try await workers.update(request.workerID, try UpdateWorkerInput(request))
             try await send(.updateWorkerReply(Wire.AcceptedReply(status: "accepted", workerID: accepted.worker.id.description, message: accepted.message)))
         case .removeWorker(let request):
             guard !request.workerID.isEmpty else { throw GatewayError.missingField("worker_id") }

@@ -217,7 +217,11 @@ final class BinaryConnection: Sendable {
             }
         } catch {
             if Task.isCancelled {
-                await send(streamID: stream, .error(GatewayError.protocolError("CANCELLED", 499, "the call was cancelled").wire))
+                // This task is cancelled, and a cancelled task's channel write fails at
+                // once: the answer goes out from a task of its own.
+                await Task {
+                    await self.send(streamID: stream, .error(GatewayError.protocolError("CANCELLED", 499, "the call was cancelled").wire))
+                }.value
             } else if !(error is CancellationError) {
                 logger.debug("binary call failed", metadata: ["stream_id": "\(stream)", "error": "\(error)"])
                 await send(streamID: stream, .error(GatewayError.internalError("the call failed: \(error)").wire))

@@ -15,7 +15,7 @@ extension GatewayError {
 }
 
 extension Wire.WorkerInfo {
-    init(_ worker: Worker) {
+    init(_ worker: Worker, now: ContinuousClock.Instant = .now) {
         self.init(
             id: worker.id.description,
             url: worker.url.description,
@@ -38,7 +38,10 @@ extension Wire.WorkerInfo {
                 successThreshold: UInt32(clamping: worker.spec.healthCheck.successThreshold),
                 endpoint: worker.spec.healthCheck.endpoint,
                 disabled: worker.spec.healthCheck.disabled
-            )
+            ),
+            hasAPIKey: worker.spec.apiKey != nil,
+            circuitBreaker: worker.handle.breakerState(at: now).rawValue,
+            maxLoad: worker.spec.maxLoad.map { UInt32(clamping: $0) }
         )
     }
 }
@@ -128,20 +131,33 @@ extension AddWorkerInput {
             runtimeType: try request.runtimeType.core(),
             bootstrapPort: request.bootstrapPort.map { Int($0) },
             apiKey: request.apiKey.isEmpty ? nil : request.apiKey,
-            healthCheck: health
+            healthCheck: health,
+            maxLoad: try request.maxLoad.map { (limit) throws(GatewayError) in try Self.checkedMaxLoad(limit) }
         )
+    }
+
+    /// max_load as REST accepts it: 1-1000000.
+    static func checkedMaxLoad(_ limit: UInt32) throws(GatewayError) -> Int {
+        guard (1...1_000_000).contains(limit) else {
+            throw .invalidField("max_load", "must be an integer in 1...1000000")
+        }
+        return Int(limit)
     }
 }
 
 extension UpdateWorkerInput {
-    init(_ request: Wire.UpdateWorkerRequest) {
+    init(_ request: Wire.UpdateWorkerRequest) throws(GatewayError) {
         self.init(
             priority: request.priority,
             cost: request.cost,
             // An empty value removes the label (a proto map cannot carry null).
             labelChanges: (request.labels ?? [:]).mapValues { $0.isEmpty ? nil : $0 },
             apiKey: request.apiKey.map { $0.isEmpty ? nil : $0 },
-            healthCheck: request.healthCheck?.change ?? HealthCheckChange()
+            healthCheck: request.healthCheck?.change ?? HealthCheckChange(),
+            // 0 removes the limit (a proto oneof cannot carry null).
+            maxLoad: try request.maxLoad.map { (limit) throws(GatewayError) -> Int? in
+                limit == 0 ? nil : try AddWorkerInput.checkedMaxLoad(limit)
+            }
         )
     }
 }

@@ -119,6 +119,12 @@ extension Wire.WorkerInfo {
             return entry
         }
         m.pointee.health_check = try healthCheck?.make(in: arena)
+        m.pointee.has_api_key = hasAPIKey.cBoolean
+        m.pointee.circuit_breaker = try arena.string(circuitBreaker, field: "WorkerInfo.circuit_breaker")
+        if let maxLoad {
+            m.pointee.max_load_opt_case = MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT_MAX_LOAD
+            m.pointee.max_load = maxLoad
+        }
         return m
     }
 
@@ -139,7 +145,10 @@ extension Wire.WorkerInfo {
             metadata: try CRead.map(p.n_metadata, p.metadata, field: "WorkerInfo.metadata") { (UnsafePointer($0.pointee.key), UnsafePointer($0.pointee.value)) },
             jobStatus: try p.job_status.map { (s) throws(WireError) in try Wire.JobStatus(c: s) },
             labels: try CRead.map(p.n_labels, p.labels, field: "WorkerInfo.labels") { (UnsafePointer($0.pointee.key), UnsafePointer($0.pointee.value)) },
-            healthCheck: try p.health_check.map { (s) throws(WireError) in try Wire.HealthCheckSettings(c: s) }
+            healthCheck: try p.health_check.map { (s) throws(WireError) in try Wire.HealthCheckSettings(c: s) },
+            hasAPIKey: CRead.bool(p.has_api_key),
+            circuitBreaker: try CRead.string(p.circuit_breaker, field: "WorkerInfo.circuit_breaker"),
+            maxLoad: p.max_load_opt_case == MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT_MAX_LOAD ? p.max_load : nil
         )
     }
 }
@@ -186,6 +195,10 @@ extension Wire.AddWorkerRequest {
         m.pointee.api_key = try arena.string(apiKey, field: "AddWorkerRequest.api_key")
         m.pointee.disable_health_check = disableHealthCheck.cBoolean
         m.pointee.health_check = try healthCheck?.make(in: arena)
+        if let maxLoad {
+            m.pointee.max_load_opt_case = MODELGATEWAY__V1__ADD_WORKER_REQUEST__MAX_LOAD_OPT_MAX_LOAD
+            m.pointee.max_load = maxLoad
+        }
         return m
     }
 
@@ -202,7 +215,8 @@ extension Wire.AddWorkerRequest {
             bootstrapPort: p.bootstrap_port_opt_case == MODELGATEWAY__V1__ADD_WORKER_REQUEST__BOOTSTRAP_PORT_OPT_BOOTSTRAP_PORT ? p.bootstrap_port : nil,
             apiKey: try CRead.string(p.api_key, field: "AddWorkerRequest.api_key"),
             disableHealthCheck: CRead.bool(p.disable_health_check),
-            healthCheck: try p.health_check.map { (s) throws(WireError) in try Wire.HealthCheckSettings(c: s) }
+            healthCheck: try p.health_check.map { (s) throws(WireError) in try Wire.HealthCheckSettings(c: s) },
+            maxLoad: p.max_load_opt_case == MODELGATEWAY__V1__ADD_WORKER_REQUEST__MAX_LOAD_OPT_MAX_LOAD ? p.max_load : nil
         )
     }
 }
@@ -298,6 +312,10 @@ extension Wire.UpdateWorkerRequest {
             m.pointee.api_key = try arena.string(apiKey, field: "UpdateWorkerRequest.api_key")
         }
         m.pointee.health_check = try healthCheck?.make(in: arena)
+        if let maxLoad {
+            m.pointee.max_load_opt_case = MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__MAX_LOAD_OPT_MAX_LOAD
+            m.pointee.max_load = maxLoad
+        }
         return m
     }
 
@@ -314,7 +332,8 @@ extension Wire.UpdateWorkerRequest {
             },
             apiKey: p.api_key_opt_case == MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__API_KEY_OPT_API_KEY
                 ? try CRead.string(p.api_key, field: "UpdateWorkerRequest.api_key") : nil,
-            healthCheck: try p.health_check.map { (s) throws(WireError) in try Wire.HealthCheckSettings(c: s) }
+            healthCheck: try p.health_check.map { (s) throws(WireError) in try Wire.HealthCheckSettings(c: s) },
+            maxLoad: p.max_load_opt_case == MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__MAX_LOAD_OPT_MAX_LOAD ? p.max_load : nil
         )
     }
 }

@@ -186,14 +186,23 @@ extension Wire {
         public var jobStatus: JobStatus?
         public var labels: [String: String]
         public var healthCheck: HealthCheckSettings?
+        /// Whether the worker has an api_key (the key itself never leaves the gateway).
+        public var hasAPIKey: Bool
+        /// "closed", "open" or "half_open".
+        public var circuitBreaker: String
+        public var maxLoad: UInt32?
 
         public init(
             id: String = "", url: String = "", modelID: String = "", priority: UInt32 = 0, cost: Double = 0,
             workerType: WorkerType = .unspecified, isHealthy: Bool = false, load: UInt64 = 0,
             connectionMode: String = "", runtimeType: RuntimeType = .unspecified, bootstrapPort: UInt32? = nil,
             metadata: [String: String] = [:], jobStatus: JobStatus? = nil, labels: [String: String] = [:],
-            healthCheck: HealthCheckSettings? = nil
+            healthCheck: HealthCheckSettings? = nil, hasAPIKey: Bool = false, circuitBreaker: String = "",
+            maxLoad: UInt32? = nil
         ) {
+            self.maxLoad = maxLoad
+            self.hasAPIKey = hasAPIKey
+            self.circuitBreaker = circuitBreaker
             self.id = id
             self.url = url
             self.modelID = modelID
@@ -237,13 +246,15 @@ extension Wire {
         public var apiKey: String
         public var disableHealthCheck: Bool
         public var healthCheck: HealthCheckSettings?
+        public var maxLoad: UInt32?
 
         public init(
             url: String = "", modelID: String = "", priority: UInt32? = nil, cost: Double? = nil,
             labels: [String: String] = [:], workerType: WorkerType = .unspecified,
             runtimeType: RuntimeType = .unspecified, bootstrapPort: UInt32? = nil, apiKey: String = "",
-            disableHealthCheck: Bool = false, healthCheck: HealthCheckSettings? = nil
+            disableHealthCheck: Bool = false, healthCheck: HealthCheckSettings? = nil, maxLoad: UInt32? = nil
         ) {
+            self.maxLoad = maxLoad
             self.url = url
             self.modelID = modelID
             self.priority = priority
@@ -311,11 +322,14 @@ extension Wire {
         /// Non-nil: replaces the worker's API key (empty removes it).
         public var apiKey: String?
         public var healthCheck: HealthCheckSettings?
+        /// Non-nil: replaces max_load (0 removes the limit).
+        public var maxLoad: UInt32?
 
         public init(
             workerID: String = "", priority: UInt32? = nil, cost: Double? = nil, labels: [String: String]? = nil,
-            apiKey: String? = nil, healthCheck: HealthCheckSettings? = nil
+            apiKey: String? = nil, healthCheck: HealthCheckSettings? = nil, maxLoad: UInt32? = nil
         ) {
+            self.maxLoad = maxLoad
             self.workerID = workerID
             self.priority = priority
             self.cost = cost

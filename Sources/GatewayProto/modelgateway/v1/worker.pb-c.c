@@ -1090,7 +1090,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__worker_info__labels_entry__de
   (ProtobufCMessageInit) modelgateway__v1__worker_info__labels_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor modelgateway__v1__worker_info__field_descriptors[15] =
+static const ProtobufCFieldDescriptor modelgateway__v1__worker_info__field_descriptors[18] =
 {
   {
     "id",
@@ -1272,17 +1272,56 @@ static const ProtobufCFieldDescriptor modelgateway__v1__worker_info__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "has_api_key",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Modelgateway__V1__WorkerInfo, has_api_key),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "circuit_breaker",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Modelgateway__V1__WorkerInfo, circuit_breaker),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_load",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Modelgateway__V1__WorkerInfo, max_load_opt_case),
+    offsetof(Modelgateway__V1__WorkerInfo, max_load),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned modelgateway__v1__worker_info__field_indices_by_name[] = {
   10,   /* field[10] = bootstrap_port */
+  16,   /* field[16] = circuit_breaker */
   8,   /* field[8] = connection_mode */
   4,   /* field[4] = cost */
+  15,   /* field[15] = has_api_key */
   14,   /* field[14] = health_check */
   0,   /* field[0] = id */
   6,   /* field[6] = is_healthy */
   12,   /* field[12] = job_status */
   13,   /* field[13] = labels */
   7,   /* field[7] = load */
+  17,   /* field[17] = max_load */
   11,   /* field[11] = metadata */
   2,   /* field[2] = model_id */
   3,   /* field[3] = priority */
@@ -1293,7 +1332,7 @@ static const unsigned modelgateway__v1__worker_info__field_indices_by_name[] = {
 static const ProtobufCIntRange modelgateway__v1__worker_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor modelgateway__v1__worker_info__descriptor =
 {
@@ -1303,7 +1342,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__worker_info__descriptor =
   "Modelgateway__V1__WorkerInfo",
   "modelgateway.v1",
   sizeof(Modelgateway__V1__WorkerInfo),
-  15,
+  18,
   modelgateway__v1__worker_info__field_descriptors,
   modelgateway__v1__worker_info__field_indices_by_name,
   1,  modelgateway__v1__worker_info__number_ranges,
@@ -1425,7 +1464,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__add_worker_request__labels_en
   (ProtobufCMessageInit) modelgateway__v1__add_worker_request__labels_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor modelgateway__v1__add_worker_request__field_descriptors[11] =
+static const ProtobufCFieldDescriptor modelgateway__v1__add_worker_request__field_descriptors[12] =
 {
   {
     "url",
@@ -1559,6 +1598,18 @@ static const ProtobufCFieldDescriptor modelgateway__v1__add_worker_request__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "max_load",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Modelgateway__V1__AddWorkerRequest, max_load_opt_case),
+    offsetof(Modelgateway__V1__AddWorkerRequest, max_load),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned modelgateway__v1__add_worker_request__field_indices_by_name[] = {
   8,   /* field[8] = api_key */
@@ -1567,6 +1618,7 @@ static const unsigned modelgateway__v1__add_worker_request__field_indices_by_nam
   9,   /* field[9] = disable_health_check */
   10,   /* field[10] = health_check */
   4,   /* field[4] = labels */
+  11,   /* field[11] = max_load */
   1,   /* field[1] = model_id */
   2,   /* field[2] = priority */
   6,   /* field[6] = runtime_type */
@@ -1576,7 +1628,7 @@ static const unsigned modelgateway__v1__add_worker_request__field_indices_by_nam
 static const ProtobufCIntRange modelgateway__v1__add_worker_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor modelgateway__v1__add_worker_request__descriptor =
 {
@@ -1586,7 +1638,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__add_worker_request__descripto
   "Modelgateway__V1__AddWorkerRequest",
   "modelgateway.v1",
   sizeof(Modelgateway__V1__AddWorkerRequest),
-  11,
+  12,
   modelgateway__v1__add_worker_request__field_descriptors,
   modelgateway__v1__add_worker_request__field_indices_by_name,
   1,  modelgateway__v1__add_worker_request__number_ranges,
@@ -1841,7 +1893,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__get_worker_reply__descriptor 
   (ProtobufCMessageInit) modelgateway__v1__get_worker_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor modelgateway__v1__update_worker_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor modelgateway__v1__update_worker_request__field_descriptors[7] =
 {
   {
     "worker_id",
@@ -1915,19 +1967,32 @@ static const ProtobufCFieldDescriptor modelgateway__v1__update_worker_request__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "max_load",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Modelgateway__V1__UpdateWorkerRequest, max_load_opt_case),
+    offsetof(Modelgateway__V1__UpdateWorkerRequest, max_load),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned modelgateway__v1__update_worker_request__field_indices_by_name[] = {
   4,   /* field[4] = api_key */
   2,   /* field[2] = cost */
   5,   /* field[5] = health_check */
   3,   /* field[3] = labels */
+  6,   /* field[6] = max_load */
   1,   /* field[1] = priority */
   0,   /* field[0] = worker_id */
 };
 static const ProtobufCIntRange modelgateway__v1__update_worker_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor modelgateway__v1__update_worker_request__descriptor =
 {
@@ -1937,7 +2002,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__update_worker_request__descri
   "Modelgateway__V1__UpdateWorkerRequest",
   "modelgateway.v1",
   sizeof(Modelgateway__V1__UpdateWorkerRequest),
-  6,
+  7,
   modelgateway__v1__update_worker_request__field_descriptors,
   modelgateway__v1__update_worker_request__field_indices_by_name,
   1,  modelgateway__v1__update_worker_request__number_ranges,

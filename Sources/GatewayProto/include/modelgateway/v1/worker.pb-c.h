@@ -213,6 +213,12 @@ typedef enum {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MODELGATEWAY__V1__WORKER_INFO__BOOTSTRAP_PORT_OPT__CASE)
 } Modelgateway__V1__WorkerInfo__BootstrapPortOptCase;
 
+typedef enum {
+  MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT__NOT_SET = 0,
+  MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT_MAX_LOAD = 18
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT__CASE)
+} Modelgateway__V1__WorkerInfo__MaxLoadOptCase;
+
 struct  Modelgateway__V1__WorkerInfo
 {
   ProtobufCMessage base;
@@ -235,14 +241,26 @@ struct  Modelgateway__V1__WorkerInfo
   size_t n_labels;
   Modelgateway__V1__WorkerInfo__LabelsEntry **labels;
   Modelgateway__V1__HealthCheckSettings *health_check;
+  /*
+   * Whether an api_key is set for this worker (the key itself is never shown).
+   */
+  protobuf_c_boolean has_api_key;
+  /*
+   * "closed", "open" or "half_open".
+   */
+  char *circuit_breaker;
   Modelgateway__V1__WorkerInfo__BootstrapPortOptCase bootstrap_port_opt_case;
   union {
     uint32_t bootstrap_port;
   };
+  Modelgateway__V1__WorkerInfo__MaxLoadOptCase max_load_opt_case;
+  union {
+    uint32_t max_load;
+  };
 };
 #define MODELGATEWAY__V1__WORKER_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&modelgateway__v1__worker_info__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, MODELGATEWAY__V1__WORKER_TYPE__WORKER_TYPE_UNSPECIFIED, 0, 0, (char *)protobuf_c_empty_string, MODELGATEWAY__V1__RUNTIME_TYPE__RUNTIME_TYPE_UNSPECIFIED, 0,NULL, NULL, 0,NULL, NULL, MODELGATEWAY__V1__WORKER_INFO__BOOTSTRAP_PORT_OPT__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, MODELGATEWAY__V1__WORKER_TYPE__WORKER_TYPE_UNSPECIFIED, 0, 0, (char *)protobuf_c_empty_string, MODELGATEWAY__V1__RUNTIME_TYPE__RUNTIME_TYPE_UNSPECIFIED, 0,NULL, NULL, 0,NULL, NULL, 0, (char *)protobuf_c_empty_string, MODELGATEWAY__V1__WORKER_INFO__BOOTSTRAP_PORT_OPT__NOT_SET, {0}, MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT__NOT_SET, {0} }
 
 
 struct  Modelgateway__V1__WorkerStats
@@ -286,6 +304,12 @@ typedef enum {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MODELGATEWAY__V1__ADD_WORKER_REQUEST__BOOTSTRAP_PORT_OPT__CASE)
 } Modelgateway__V1__AddWorkerRequest__BootstrapPortOptCase;
 
+typedef enum {
+  MODELGATEWAY__V1__ADD_WORKER_REQUEST__MAX_LOAD_OPT__NOT_SET = 0,
+  MODELGATEWAY__V1__ADD_WORKER_REQUEST__MAX_LOAD_OPT_MAX_LOAD = 12
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MODELGATEWAY__V1__ADD_WORKER_REQUEST__MAX_LOAD_OPT__CASE)
+} Modelgateway__V1__AddWorkerRequest__MaxLoadOptCase;
+
 struct  Modelgateway__V1__AddWorkerRequest
 {
   ProtobufCMessage base;
@@ -313,10 +337,14 @@ struct  Modelgateway__V1__AddWorkerRequest
   union {
     uint32_t bootstrap_port;
   };
+  Modelgateway__V1__AddWorkerRequest__MaxLoadOptCase max_load_opt_case;
+  union {
+    uint32_t max_load;
+  };
 };
 #define MODELGATEWAY__V1__ADD_WORKER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&modelgateway__v1__add_worker_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, MODELGATEWAY__V1__WORKER_TYPE__WORKER_TYPE_UNSPECIFIED, MODELGATEWAY__V1__RUNTIME_TYPE__RUNTIME_TYPE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, NULL, MODELGATEWAY__V1__ADD_WORKER_REQUEST__PRIORITY_OPT__NOT_SET, {0}, MODELGATEWAY__V1__ADD_WORKER_REQUEST__COST_OPT__NOT_SET, {0}, MODELGATEWAY__V1__ADD_WORKER_REQUEST__BOOTSTRAP_PORT_OPT__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, MODELGATEWAY__V1__WORKER_TYPE__WORKER_TYPE_UNSPECIFIED, MODELGATEWAY__V1__RUNTIME_TYPE__RUNTIME_TYPE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, NULL, MODELGATEWAY__V1__ADD_WORKER_REQUEST__PRIORITY_OPT__NOT_SET, {0}, MODELGATEWAY__V1__ADD_WORKER_REQUEST__COST_OPT__NOT_SET, {0}, MODELGATEWAY__V1__ADD_WORKER_REQUEST__BOOTSTRAP_PORT_OPT__NOT_SET, {0}, MODELGATEWAY__V1__ADD_WORKER_REQUEST__MAX_LOAD_OPT__NOT_SET, {0} }
 
 
 struct  Modelgateway__V1__AddWorkerReply
@@ -396,6 +424,12 @@ typedef enum {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__API_KEY_OPT__CASE)
 } Modelgateway__V1__UpdateWorkerRequest__ApiKeyOptCase;
 
+typedef enum {
+  MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__MAX_LOAD_OPT__NOT_SET = 0,
+  MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__MAX_LOAD_OPT_MAX_LOAD = 7
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__MAX_LOAD_OPT__CASE)
+} Modelgateway__V1__UpdateWorkerRequest__MaxLoadOptCase;
+
 struct  Modelgateway__V1__UpdateWorkerRequest
 {
   ProtobufCMessage base;
@@ -418,10 +452,14 @@ struct  Modelgateway__V1__UpdateWorkerRequest
   union {
     char *api_key;
   };
+  Modelgateway__V1__UpdateWorkerRequest__MaxLoadOptCase max_load_opt_case;
+  union {
+    uint32_t max_load;
+  };
 };
 #define MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&modelgateway__v1__update_worker_request__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, NULL, MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__PRIORITY_OPT__NOT_SET, {0}, MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__COST_OPT__NOT_SET, {0}, MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__API_KEY_OPT__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, NULL, NULL, MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__PRIORITY_OPT__NOT_SET, {0}, MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__COST_OPT__NOT_SET, {0}, MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__API_KEY_OPT__NOT_SET, {0}, MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__MAX_LOAD_OPT__NOT_SET, {0} }
 
 
 struct  Modelgateway__V1__UpdateWorkerReply
