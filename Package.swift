@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "model-gateway", targets: ["model-gateway"]),
         .executable(name: "sim-worker", targets: ["sim-worker"]),
+        .executable(name: "gateway-bench", targets: ["gateway-bench"]),
         .library(name: "GatewayCore", targets: ["GatewayCore"]),
         .library(name: "GatewayWire", targets: ["GatewayWire"]),
         .library(name: "GatewayServer", targets: ["GatewayServer"]),
@@ -137,6 +138,20 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Load generator and micro-benchmarks behind scripts/bench.sh.
+        .executableTarget(
+            name: "gateway-bench",
+            dependencies: [
+                "GatewayClient",
+                "GatewayWire",
+                "GatewayCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -36,6 +36,15 @@ public final class Gateway: Sendable {
     private let boundBinaryPort = Mutex<Int?>(nil)
     let lifecycle = LifecycleState()
     private let runningProxy = Mutex<InferenceProxy?>(nil)
+    private let boundPrometheusPort = Mutex<Int?>(nil)
+    /// The metric families served at `/metrics`.
+    let metrics: GatewayMetrics
+
+    /// The port of the separate Prometheus listener once `run` has bound it (nil when disabled).
+    public var prometheusPort: Int? { boundPrometheusPort.withLock { $0 } }
+
+    /// The Prometheus text `/metrics` answers now.
+    public func metricsText() -> String { metrics.render() }
 
     /// The admission controller of the running gateway (tests and metrics).
     var proxyAdmission: AdmissionController? { runningProxy.withLock { $0?.admission } }
@@ -67,6 +76,7 @@ public final class Gateway: Sendable {
         self.registry = WorkerRegistry(wallClock: { Int64(Date().timeIntervalSince1970) }, breaker: configuration.circuitBreaker)
         self.policy = configuration.routing.policy.makePolicy(cacheAware: configuration.routing.cacheAware)
         self.selector = WorkerSelector(registry: registry, policy: policy)
+        self.metrics = GatewayMetrics(workers: registry)
 
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.redirectConfiguration = .disallow
@@ -102,15 +112,18 @@ public final class Gateway: Sendable {
             await shutdownBackground()
             throw error
         }
-        let proxy = InferenceProxy(selector: selector, registry: registry, client: httpClient, configuration: configuration, logger: logger)
+        let proxy = InferenceProxy(
+            selector: selector, registry: registry, client: httpClient, configuration: configuration, logger: logger, metrics: metrics
+        )
         runningProxy.withLock { $0 = proxy }
+        metrics.setAdmission(proxy.admission)
         let info = InfoRoutes(
             registry: registry, selector: selector, client: httpClient, configuration: configuration,
             startedAt: Int64(Date().timeIntervalSince1970)
         )
         let timeouts = configuration.clientTimeouts
         let authorizer = Authorizer(apiKey: configuration.auth.apiKey, adminAPIKey: configuration.auth.adminAPIKey)
-        let api = RESTAPI(service: workers, registry: registry, configuration: configuration, proxy: proxy, info: info, lifecycle: lifecycle)
+        let api = RESTAPI(service: workers, registry: registry, configuration: configuration, proxy: proxy, info: info, lifecycle: lifecycle, metrics: metrics)
         var services: [any Service] = [
             HealthChecker(registry: registry, prober: prober, logger: logger),
             PolicyMaintenance(policy: policy, registry: registry, interval: configuration.routing.evictionInterval),
@@ -120,7 +133,7 @@ public final class Gateway: Sendable {
             do {
                 let listener = try await BinaryListener(
                     host: configuration.http.host, configuration: configuration.binary, grace: configuration.shutdownGracePeriod,
-                    authorizer: authorizer, calls: BinaryCalls(workers: workers, registry: registry, proxy: proxy), logger: logger
+                    authorizer: authorizer, calls: BinaryCalls(workers: workers, registry: registry, proxy: proxy), metrics: metrics, logger: logger
                 )
                 boundBinaryPort.withLock { $0 = listener.port }
                 services.append(listener)
@@ -132,9 +145,12 @@ public final class Gateway: Sendable {
             }
         }
         defer { binaryListener?.close() }
+        if let port = configuration.metrics.port {
+            services.append(makePrometheusListener(port: port))
+        }
         let app = Application(
             responder: GatewayResponder(
-                routes: api.makeRoutes(), authorizer: authorizer
+                routes: api.makeRoutes(), authorizer: authorizer, metrics: metrics, logger: logger
             ),
             server: .http1(
                 configuration: .init(
@@ -196,6 +212,23 @@ public final class Gateway: Sendable {
     public func shutdown() async {
         lifecycle.beginDraining()
         await serviceGroup.withLock { $0 }?.triggerGracefulShutdown()
+    }
+
+    /// The `--prometheus-port` listener: `GET /metrics` only.
+    private func makePrometheusListener(port: Int) -> some Service {
+        let host = configuration.metrics.host
+        let logger = logger
+        return Application(
+            responder: MetricsResponder(metrics: metrics),
+            server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.clientTimeouts.idle))),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "model-gateway"),
+            onServerRunning: { [weak self] channel in
+                let bound = channel.localAddress?.port ?? port
+                self?.boundPrometheusPort.withLock { $0 = bound }
+                logger.info("prometheus metrics listening", metadata: ["address": "http://\(host):\(bound)/metrics"])
+            },
+            logger: logger
+        )
     }
 
     private func shutdownBackground() async {

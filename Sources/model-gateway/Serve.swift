@@ -12,7 +12,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.makeConfiguration()
-        bootstrapLogging(level: configuration.logLevel)
+        bootstrapLogging(level: configuration.logLevel, json: options.logJson)
         let logger = Logger(label: "model-gateway")
         if configuration.auth.adminAPIKey == nil {
             logger.notice("no --admin-api-key: worker management (REST /workers, binary worker calls) is accepted from loopback clients only")

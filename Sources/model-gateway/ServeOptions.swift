@@ -88,6 +88,15 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, warn, error.")
     var logLevel: String = "info"
 
+    @Flag(help: "Log one JSON object per line (timestamp, level, label, message, metadata) instead of text.")
+    var logJson: Bool = false
+
+    @Option(help: "Also serve Prometheus metrics (GET /metrics) on this port; /metrics is on --port in any case.")
+    var prometheusPort: Int?
+
+    @Option(help: "Address of the --prometheus-port listener.")
+    var prometheusHost: String = "0.0.0.0"
+
     // MARK: Routing
 
     @Option(help: "Load-balancing policy: random, round_robin, power_of_two, cache_aware, consistent_hash.")
@@ -154,6 +163,7 @@ struct ServeOptions: ParsableArguments {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
         guard (0...65535).contains(binaryPort) else { throw ValidationError("--binary-port must be 0-65535") }
+        if let prometheusPort, !(0...65535).contains(prometheusPort) { throw ValidationError("--prometheus-port must be 0-65535") }
         guard maxConcurrentRequests == -1 || maxConcurrentRequests >= 1 else { throw ValidationError("--max-concurrent-requests must be -1 or at least 1") }
         guard queueSize >= 0, queueTimeoutSecs >= 1, idleTimeoutSecs >= 1, headerReadTimeoutSecs >= 1, bodyReadTimeoutSecs >= 1 else {
             throw ValidationError("--queue-size must be >= 0; --queue-timeout-secs and the client timeouts >= 1")
@@ -260,14 +270,21 @@ struct ServeOptions: ParsableArguments {
             ),
             statePath: statePath.lowercased() == "none" ? nil : statePath,
             workerURLs: workerUrls,
-            logLevel: try parsedLogLevel()
+            logLevel: try parsedLogLevel(),
+            metrics: .init(host: prometheusHost, port: prometheusPort)
         )
     }
 }
 
-/// Installs stderr logging at `level` (once per process).
-func bootstrapLogging(level: Logger.Level) {
+/// Installs stderr logging at `level` (once per process): text lines, or with
+/// `json` one JSON object per line.
+func bootstrapLogging(level: Logger.Level, json: Bool = false) {
     LoggingSystem.bootstrap { label in
+        if json {
+            var handler = JSONLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
         var handler = StreamLogHandler.standardError(label: label)
         handler.logLevel = level
         return handler

@@ -77,8 +77,11 @@ struct PersistenceTests {
             // the 20th acknowledgement kills it at once, so however the machine schedules
             // the tasks, the other 80 are still in flight or queued.
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for url in urls {
+                for (index, url) in urls.enumerated() {
                     group.addTask {
+                        // Staggered over ~300 ms, so the kill lands while many are in flight
+                        // or not yet sent, however fast the gateway acknowledges.
+                        try await Task.sleep(for: .milliseconds(3 * index))
                         var request = HTTPClientRequest(url: "http://127.0.0.1:\(first.port)/workers")
                         request.method = .POST
                         request.body = .bytes(ByteBuffer(string: #"{"url": "\#(url)", "model_id": "m", "runtime": "openai", "disable_health_check": true}"#))

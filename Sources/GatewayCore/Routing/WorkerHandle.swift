@@ -14,6 +14,10 @@ public final class WorkerHandle: Sendable, Equatable {
     /// until which it refuses requests; 0 otherwise.
     private let openUntil = Atomic<Int64>(0)
     private let breaker: Mutex<CircuitBreaker>
+    /// Breaker transitions so far, by the state entered (for metrics): open, half-open, closed.
+    private let openedCount = Atomic<Int>(0)
+    private let halfOpenedCount = Atomic<Int>(0)
+    private let closedCount = Atomic<Int>(0)
 
     public init(id: WorkerID, breaker: CircuitBreaker.Configuration = .init()) {
         self.id = id
@@ -44,24 +48,48 @@ public final class WorkerHandle: Sendable, Equatable {
         let until = openUntil.load(ordering: .acquiring)
         if until == 0 { return (true, nil) }
         if now.nanoseconds < until { return (false, nil) }
-        return breaker.withLock { breaker in
+        let result = breaker.withLock { breaker in
             let result = breaker.allowsRequest(at: now)
             if result.allowed { openUntil.store(0, ordering: .releasing) }
             return result
         }
+        count(result.transition)
+        return result
     }
 
     public func recordSuccess() -> CircuitBreaker.Transition? {
-        breaker.withLock { $0.recordSuccess() }
+        let transition = breaker.withLock { $0.recordSuccess() }
+        count(transition)
+        return transition
     }
 
     public func recordFailure(at now: ContinuousClock.Instant) -> CircuitBreaker.Transition? {
-        breaker.withLock { breaker in
+        let transition = breaker.withLock { breaker in
             let transition = breaker.recordFailure(at: now)
             if transition == .opened {
                 openUntil.store((now + breaker.configuration.openDuration).nanoseconds, ordering: .releasing)
             }
             return transition
+        }
+        count(transition)
+        return transition
+    }
+
+    /// How many times the breaker has entered each state (the transitions metric).
+    public var breakerTransitions: (opened: Int, halfOpened: Int, closed: Int) {
+        (
+            openedCount.load(ordering: .relaxed), halfOpenedCount.load(ordering: .relaxed),
+            closedCount.load(ordering: .relaxed)
+        )
+    }
+
+    @inline(__always)
+    private func count(_ transition: CircuitBreaker.Transition?) {
+        switch transition {
+        case nil: return
+        case .opened: openedCount.add(1, ordering: .relaxed)
+        case .halfOpened: halfOpenedCount.add(1, ordering: .relaxed)
+        case .closed: closedCount.add(1, ordering: .relaxed)
         }
     }
 

@@ -35,12 +35,14 @@ final class BinaryConnection: Sendable {
     private let configuration: GatewayConfiguration.Binary
     private let authorizer: Authorizer
     private let logger: Logger
+    private let metrics: BinaryMetrics
     private let state = Mutex(State())
 
     init(
         channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<Wire.Envelope>, calls: BinaryCalls,
-        configuration: GatewayConfiguration.Binary, authorizer: Authorizer, logger: Logger
+        configuration: GatewayConfiguration.Binary, authorizer: Authorizer, metrics: BinaryMetrics, logger: Logger
     ) {
+        self.metrics = metrics
         self.channel = channel
         self.outbound = outbound
         self.calls = calls
@@ -210,23 +212,38 @@ final class BinaryConnection: Sendable {
     }
 
     private func run(_ body: Wire.Envelope.Body, on stream: UInt64, token: UInt64, clientKey: String?) async {
+        metrics.gateway.binaryStreams.increment()
+        metrics.gateway.binaryStreamsActive.add()
+        defer { metrics.gateway.binaryStreamsActive.sub() }
+        let observation = RequestObservation()
+        let recorder = RequestRecorder(metrics: metrics.gateway, route: metrics.route(for: body), observation: observation, logger: logger)
+        let outcome = CallOutcome()
         do {
-            try await calls.run(body, clientKey: clientKey) { reply in
-                try Task.checkCancellation()
-                try await self.outbound.write(Wire.Envelope(streamID: stream, body: reply))
+            try await RequestObservation.$current.withValue(observation) {
+                try await calls.run(body, clientKey: clientKey) { reply in
+                    try Task.checkCancellation()
+                    recorder.firstByte()
+                    outcome.note(reply)
+                    try await self.outbound.write(Wire.Envelope(streamID: stream, body: reply))
+                }
             }
         } catch {
             if Task.isCancelled {
+                outcome.status.store(499, ordering: .relaxed)
                 // This task is cancelled, and a cancelled task's channel write fails at
                 // once: the answer goes out from a task of its own.
                 await Task {
                     await self.send(streamID: stream, .error(GatewayError.protocolError("CANCELLED", 499, "the call was cancelled").wire))
                 }.value
             } else if !(error is CancellationError) {
+                outcome.status.store(500, ordering: .relaxed)
                 logger.debug("binary call failed", metadata: ["stream_id": "\(stream)", "error": "\(error)"])
                 await send(streamID: stream, .error(GatewayError.internalError("the call failed: \(error)").wire))
+            } else {
+                outcome.status.store(499, ordering: .relaxed)
             }
         }
+        recorder.finish(status: outcome.status.load(ordering: .relaxed))
         state.withLock { state in
             if state.calls[stream]?.token == token { state.calls.removeValue(forKey: stream) }
             state.lastActivity = .now
@@ -272,7 +289,62 @@ final class BinaryConnection: Sendable {
     }
 }
 
+/// The status a binary call ended with, as its REST twin would have answered.
+private final class CallOutcome: Sendable {
+    /// 0 until a terminal message is sent.
+    let status = Atomic<Int>(0)
+
+    func note(_ reply: Wire.Envelope.Body) {
+        switch reply {
+        case .generateChunk:
+            return
+        case .error(let error):
+            status.store(error.httpStatus == 0 ? 500 : Int(error.httpStatus), ordering: .relaxed)
+        default:
+            status.store(200, ordering: .relaxed)
+        }
+    }
+}
+
+/// The gateway's metrics and the series of each binary call, held by the listener.
+struct BinaryMetrics: Sendable {
+    let gateway: GatewayMetrics
+    private let routes: [String: RouteMetrics]
+    private let other: RouteMetrics
+
+    init(_ gateway: GatewayMetrics) {
+        self.gateway = gateway
+        var routes: [String: RouteMetrics] = [:]
+        for name in Wire.Envelope.Body.callNames {
+            routes[name] = gateway.route("binary:" + name)
+        }
+        self.routes = routes
+        self.other = gateway.route("binary:other")
+    }
+
+    func route(for body: Wire.Envelope.Body) -> RouteMetrics {
+        routes[body.callName] ?? other
+    }
+}
+
 extension Wire.Envelope.Body {
+    static let callNames = ["add_worker", "list_workers", "get_worker", "update_worker", "remove_worker", "list_models", "health", "generate"]
+
+    /// The call's name as a metric and log label.
+    var callName: String {
+        switch self {
+        case .addWorker: "add_worker"
+        case .listWorkers: "list_workers"
+        case .getWorker: "get_worker"
+        case .updateWorker: "update_worker"
+        case .removeWorker: "remove_worker"
+        case .listModels: "list_models"
+        case .health: "health"
+        case .generate: "generate"
+        default: "other"
+        }
+    }
+
     /// Calls that change or read the worker registry (admin only, as on REST).
     var isWorkerManagement: Bool {
         switch self {

@@ -22,10 +22,11 @@ final class BinaryListener: Service {
     private let grace: Duration
     private let authorizer: Authorizer
     private let logger: Logger
+    private let metrics: BinaryMetrics
     private let connections = Mutex<[ObjectIdentifier: BinaryConnection]>([:])
 
     /// Binds at once (so the port is known before the gateway reports it is listening).
-    init(host: String, configuration: GatewayConfiguration.Binary, grace: Duration, authorizer: Authorizer, calls: BinaryCalls, logger: Logger) async throws {
+    init(host: String, configuration: GatewayConfiguration.Binary, grace: Duration, authorizer: Authorizer, calls: BinaryCalls, metrics: GatewayMetrics, logger: Logger) async throws {
         let maxFrame = configuration.maxFrameBytes
         self.server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
@@ -44,6 +45,7 @@ final class BinaryListener: Service {
         self.grace = grace
         self.authorizer = authorizer
         self.logger = logger
+        self.metrics = BinaryMetrics(metrics)
     }
 
     /// Connections open now.
@@ -80,8 +82,11 @@ final class BinaryListener: Service {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 let handler = BinaryConnection(
-                    channel: connection.channel, outbound: outbound, calls: calls, configuration: configuration, authorizer: authorizer, logger: logger
+                    channel: connection.channel, outbound: outbound, calls: calls, configuration: configuration, authorizer: authorizer,
+                    metrics: metrics, logger: logger
                 )
+                metrics.gateway.binaryConnections.add()
+                defer { metrics.gateway.binaryConnections.sub() }
                 let key = ObjectIdentifier(handler)
                 connections.withLock { $0[key] = handler }
                 defer { _ = connections.withLock { $0.removeValue(forKey: key) } }

@@ -38,6 +38,18 @@ public struct GatewayConfiguration: Sendable {
         }
     }
 
+    /// The extra Prometheus listener (`/metrics` is on the REST port in any case).
+    public struct Metrics: Sendable {
+        public var host: String
+        /// Nil: no separate listener. 0 picks a free port (tests).
+        public var port: Int?
+
+        public init(host: String = "0.0.0.0", port: Int? = nil) {
+            self.host = host
+            self.port = port
+        }
+    }
+
     /// Admission control on inference routes.
     public struct Admission: Sendable {
         /// Requests served at once; nil: no limit.
@@ -171,6 +183,7 @@ public struct GatewayConfiguration: Sendable {
     /// The API key sent to workers given in `workerURLs`.
     public var workerAPIKey: String?
     public var logLevel: Logger.Level
+    public var metrics: Metrics
 
     public init(
         http: HTTP = HTTP(),
@@ -187,7 +200,8 @@ public struct GatewayConfiguration: Sendable {
         statePath: String? = nil,
         workerURLs: [String] = [],
         workerAPIKey: String? = nil,
-        logLevel: Logger.Level = .info
+        logLevel: Logger.Level = .info,
+        metrics: Metrics = Metrics()
     ) {
         self.http = http
         self.binary = binary
@@ -204,5 +218,6 @@ public struct GatewayConfiguration: Sendable {
         self.workerURLs = workerURLs
         self.workerAPIKey = workerAPIKey
         self.logLevel = logLevel
+        self.metrics = metrics
     }
 }

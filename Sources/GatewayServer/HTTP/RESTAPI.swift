@@ -12,6 +12,7 @@ struct RESTAPI: Sendable {
     let proxy: InferenceProxy
     let info: InfoRoutes
     let lifecycle: LifecycleState
+    let metrics: GatewayMetrics
 
     func makeRoutes() -> [Route] {
         [
@@ -27,6 +28,7 @@ struct RESTAPI: Sendable {
             Route("/health", style: .control, access: .open, [.get: { _, _ in liveness() }]),
             Route("/liveness", style: .control, access: .open, [.get: { _, _ in liveness() }]),
             Route("/readiness", style: .control, access: .open, [.get: { _, _ in readiness() }]),
+            Route("/metrics", style: .control, access: .open, [.get: { _, _ in metrics.response() }]),
         ] + inferenceRoutes()
     }
 

@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 
 /// A REST route: a path pattern and a handler per method.
@@ -87,14 +88,50 @@ struct GatewayResponder: HTTPResponder {
 
     let routes: [Route]
     let authorizer: Authorizer
+    let metrics: GatewayMetrics
+    let logger: Logger
+    /// The series of each route (same order as `routes`), and of unmatched paths.
+    private let routeMetrics: [RouteMetrics]
+    private let unmatchedMetrics: RouteMetrics
 
+    init(routes: [Route], authorizer: Authorizer, metrics: GatewayMetrics, logger: Logger) {
+        self.routes = routes
+        self.authorizer = authorizer
+        self.metrics = metrics
+        self.logger = logger
+        self.routeMetrics = routes.map { metrics.route($0.pattern) }
+        self.unmatchedMetrics = metrics.route(GatewayMetrics.unmatchedRoute)
+    }
+
+    /// Answers the request and records it (request counter, duration and
+    /// time-to-first-byte histograms, one log line) when its last byte is out.
     func respond(to request: Request, context: Context) async throws -> Response {
+        let started = ContinuousClock.now
+        let parts = request.uri.path.split(separator: "/")
+        var matched: (index: Int, parameters: RouteParameters)?
+        for (index, route) in routes.enumerated() {
+            if let parameters = route.match(parts) {
+                matched = (index, parameters)
+                break
+            }
+        }
+        let observation = RequestObservation()
+        let recorder = RequestRecorder(
+            metrics: metrics, route: matched.map { routeMetrics[$0.index] } ?? unmatchedMetrics, observation: observation, logger: logger, started: started
+        )
+        let response = await RequestObservation.$current.withValue(observation) {
+            await dispatch(request, context: context, parts: parts, matched: matched)
+        }
+        return RequestRecorder.observing(response, with: recorder)
+    }
+
+    private func dispatch(_ request: Request, context: Context, parts: [Substring], matched: (index: Int, parameters: RouteParameters)?) async -> Response {
         let path = request.uri.path
-        let parts = path.split(separator: "/")
         var style: GatewayError.Style = parts.first == "v1" ? .openAI : .control
         do {
-            for route in routes {
-                guard let parameters = route.match(parts) else { continue }
+            if let matched {
+                let route = routes[matched.index]
+                let parameters = matched.parameters
                 style = route.style
                 try authorizer.check(route.access, key: Authorizer.bearer(request.headers), peer: context.remoteAddress, style: style)
                 let isHead = request.method == .head

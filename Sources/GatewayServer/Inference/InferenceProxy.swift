@@ -25,6 +25,7 @@ final class InferenceProxy: Sendable {
     let logger: Logger
     let admission: AdmissionController?
     let rateLimiter: RateLimiter?
+    let metrics: GatewayMetrics
 
     static let retryableStatuses: Set<UInt> = [408, 429, 500, 502, 503, 504]
     static let routingKeyHeader = HTTPField.Name("X-SMG-Routing-Key")!
@@ -32,7 +33,11 @@ final class InferenceProxy: Sendable {
     static let correlationIDHeader = HTTPField.Name("X-Correlation-Id")!
     static let workerIDHeader = HTTPField.Name("X-Gateway-Worker-Id")!
 
-    init(selector: WorkerSelector, registry: WorkerRegistry, client: HTTPClient, configuration: GatewayConfiguration, logger: Logger) {
+    init(
+        selector: WorkerSelector, registry: WorkerRegistry, client: HTTPClient, configuration: GatewayConfiguration, logger: Logger,
+        metrics: GatewayMetrics
+    ) {
+        self.metrics = metrics
         self.selector = selector
         self.registry = registry
         self.client = client
@@ -98,6 +103,10 @@ final class InferenceProxy: Sendable {
 
     func handle(_ request: Request, route: InferenceRoute) async throws(GatewayError) -> Response {
         let requestID = Self.requestID(from: request.headers)
+        RequestObservation.current?.update {
+            $0.isInference = true
+            $0.requestID = requestID
+        }
         do {
             let permit = try await admit(key: Authorizer.bearer(request.headers))
             let body = try await request.collectBody(limit: configuration.routing.maxPayloadBytes, style: .openAI)
@@ -116,9 +125,16 @@ final class InferenceProxy: Sendable {
     /// protocol with a body it built.
     func forward(body: ByteBuffer, headers: HTTPFields, route: InferenceRoute, requestID: String) async throws(GatewayError) -> Response {
         let routing = configuration.routing
+        let observation = RequestObservation.current
+        observation?.update {
+            $0.isInference = true
+            $0.requestID = requestID
+        }
         let parsed = try InferenceRequest.parse(
             body, route: route, wantText: routing.policy == .cacheAware, maxTextBytes: routing.maxRoutingTextBytes
         )
+        // The model label until a worker is chosen: bounded to the models served.
+        if let observation { observation.update { [label = metrics.modelLabel(parsed.model)] in $0.model = label } }
         let headerKey = headers[Self.routingKeyHeader].flatMap { $0.isEmpty ? nil : $0 }
         let routingRequest = RoutingRequest(text: parsed.routingText, key: headerKey ?? parsed.bodyKey)
         let deadline = NIODeadline.now() + TimeAmount(routing.requestTimeout)
@@ -134,6 +150,12 @@ final class InferenceProxy: Sendable {
             }
             guard let candidate = try choose(parsed, routingRequest, tried: tried, hadFailure: lastFailure != nil) else { break }
             tried.insert(candidate.id)
+            if attempt > 0 { metrics.retries.labels(route.rawValue).increment() }
+            observation?.update {
+                if attempt > 0 { $0.retries += 1 }
+                $0.model = candidate.modelID
+                $0.workerID = candidate.id.description
+            }
             let outcome = await attemptOnce(
                 candidate, parsed, headers: headers, requestID: requestID, deadline: deadline, isLastAttempt: attempt == attempts - 1
             )
@@ -231,7 +253,7 @@ final class InferenceProxy: Sendable {
         )
         upstream.body = .bytes(body)
 
-        let load = LoadToken(candidate.handle)
+        let load = LoadToken(candidate.handle, upstreamDuration: metrics.upstreamDuration.labels(candidate.id.description))
         let started = ContinuousClock.now
         let response: HTTPClientResponse
         do {
@@ -426,17 +448,25 @@ final class InferenceProxy: Sendable {
 
 /// Holds one unit of a worker's load until released (once), or until dropped:
 /// a response body the server never sends still gives its load back.
+///
+/// Its lifetime is the attempt's: release records the upstream duration.
 final class LoadToken: Sendable {
     private let handle: WorkerHandle
     private let released = Atomic<Bool>(false)
+    private let upstreamDuration: Histogram?
+    private let started = ContinuousClock.now
 
-    init(_ handle: WorkerHandle) {
+    init(_ handle: WorkerHandle, upstreamDuration: Histogram? = nil) {
         self.handle = handle
+        self.upstreamDuration = upstreamDuration
         handle.beginRequest()
     }
 
     func release() {
-        if !released.exchange(true, ordering: .acquiringAndReleasing) { handle.endRequest() }
+        if !released.exchange(true, ordering: .acquiringAndReleasing) {
+            handle.endRequest()
+            upstreamDuration?.observe(ContinuousClock.now - started)
+        }
     }
 
     deinit { release() }

@@ -54,13 +54,15 @@ struct TestGateway {
     }
 
     /// Runs `body` against a fresh gateway; stops it afterwards.
+    /// - Parameter logHandler: where the gateway's logs go (default: swift-log's bootstrap).
     static func with<T>(
         _ configure: (inout GatewayConfiguration) -> Void = { _ in },
+        logHandler: (any LogHandler)? = nil,
         _ body: (TestGateway) async throws -> T
     ) async throws -> T {
         var configuration = Self.configuration()
         configure(&configuration)
-        var logger = Logger(label: "test-gateway")
+        var logger = logHandler.map { handler in Logger(label: "test-gateway", factory: { _ in handler }) } ?? Logger(label: "test-gateway")
         logger.logLevel = configuration.logLevel
         let gateway = try Gateway(configuration: configuration, logger: logger)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
