@@ -439,10 +439,7 @@ final class InferenceProxy: Sendable {
     /// The client's `X-Request-Id` (or `X-Correlation-Id`), else a new one.
     static func requestID(from headers: HTTPFields) -> String {
         if let id = headers[requestIDHeader] ?? headers[correlationIDHeader], !id.isEmpty, id.utf8.count <= 256 { return id }
-        var generator = SystemRandomNumberGenerator()
-        let a = generator.next() as UInt64
-        let b = generator.next() as UInt64
-        return "gw-" + String(a, radix: 16).leftPadded(16) + String(b >> 32, radix: 16).leftPadded(8)
+        return RequestIDs.next()
     }
 }
 
@@ -475,5 +472,21 @@ final class LoadToken: Sendable {
 extension String {
     func leftPadded(_ width: Int) -> String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
+
+/// New request ids: `gw-` and 24 hex digits, a random prefix drawn once per process
+/// followed by a counter. Unique within a process and across restarts (the prefix),
+/// without a system call per request (ids need to be unique, not unpredictable).
+enum RequestIDs {
+    private static let prefix: String = {
+        var generator = SystemRandomNumberGenerator()
+        return "gw-" + String(generator.next() as UInt64 >> 16, radix: 16).leftPadded(12)
+    }()
+    private static let counter = Atomic<UInt64>(0)
+
+    static func next() -> String {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue & 0xFFFF_FFFF_FFFF
+        return prefix + String(n, radix: 16).leftPadded(12)
     }
 }
