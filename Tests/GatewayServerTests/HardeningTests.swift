@@ -289,6 +289,33 @@ struct FaultTests {
         await half.close()
     }
 
+    @Test("All workers dead: 503 within a second once passive health has seen them fail; the registry keeps them, unhealthy")
+    func allWorkersDead() async throws {
+        try await withSimWorkers(2) { workers, urls in
+            try await TestGateway.with({
+                $0.routing.policy = .roundRobin
+                $0.healthCheck = HealthCheckConfig(timeout: .seconds(2), interval: .seconds(60), failureThreshold: 3, successThreshold: 2)
+            }) { gw in
+                let ids = try await gw.addHealthyWorkers(urls)
+                for worker in workers { try await worker.shutdown() }
+                // The client's pool must notice the closed keep-alive connections first.
+                try await Task.sleep(for: .milliseconds(200))
+                // The first request meets both refusals (retried from one to the other) and fails.
+                let first = try await gw.complete()
+                #expect(first.status == 502 || first.status == 503, "\(first.status) \(first.text)")
+                for id in ids { #expect(try await gw.worker(id)["is_healthy"] == .bool(false)) }
+                // From then on: 503 at once, no attempt, no wait for a timeout.
+                let started = ContinuousClock.now
+                let next = try await gw.complete()
+                #expect(next.status == 503)
+                #expect(next.openAIError?["code"] == .string("no_available_workers"), "\(next.text)")
+                #expect(ContinuousClock.now - started < .seconds(1))
+                #expect(try await gw.get("/readiness").status == 503)
+                #expect(try await gw.get("/workers").json["total"] == .int(2), "dead workers stay registered")
+            }
+        }
+    }
+
     @Test("Graceful shutdown: readiness 503, a running stream finishes, then the gateway stops")
     func gracefulShutdown() async throws {
         try await withSimWorkers(1, { _, c in
