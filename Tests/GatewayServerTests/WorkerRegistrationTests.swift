@@ -11,7 +11,8 @@ import Testing
 struct WorkerRegistrationTests {
     @Test("POST answers 202 with the id before the worker is probed; it is routable only once healthy")
     func acceptedBeforeProbe() async throws {
-        try await withSimWorkers(1, { _, c in c.startupDelay = .milliseconds(1500) }) { _, urls in
+        // /health answers 503 for 4 s: long enough that a loaded machine reaches the "not yet" checks below in time.
+        try await withSimWorkers(1, { _, c in c.startupDelay = .seconds(4) }) { _, urls in
             try await TestGateway.with { gw in
                 let response = try await gw.addWorker(#"{"url": "\#(urls[0])"}"#)
                 #expect(response.status == 202)
