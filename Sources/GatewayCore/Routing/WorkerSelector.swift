@@ -53,10 +53,34 @@ public struct WorkerSelector: Sendable {
         case .failure(let failure): return .failure(failure)
         }
         let all = snapshot.candidatesByModel[model] ?? []
-        var available: [RouteCandidate] = []
-        var unsaturated: [RouteCandidate] = []
+        // Fast path, the common case: nothing excluded, every worker of one priority,
+        // unsaturated, breaker letting it through. The whole list is then the tier, and
+        // nothing is copied (a copy per candidate per request dominated large fleets).
+        var passed = 0
+        var breakerRefused = false
+        if excluded.isEmpty, let priority = all.first?.priority {
+            while passed < all.count {
+                if all[passed].priority != priority || all[passed].isSaturated { break }
+                if !all[passed].handle.breakerAllows(at: now).allowed {
+                    breakerRefused = true
+                    break
+                }
+                passed += 1
+            }
+            if passed == all.count {
+                return .success(policy.select(all, all: all, model: model, request: request, snapshot: snapshot))
+            }
+        }
+        // The first `passed` candidates passed every check above; the rest are checked
+        // here (a breaker is asked once per request: asking may move it to half-open).
+        var available = Array(all[0..<passed])
+        var unsaturated = available
         available.reserveCapacity(all.count)
-        for candidate in all where !excluded.contains(candidate.id) && candidate.handle.breakerAllows(at: now).allowed {
+        for index in passed..<all.count {
+            let candidate = all[index]
+            if excluded.contains(candidate.id) { continue }
+            if index == passed && breakerRefused { continue }
+            guard candidate.handle.breakerAllows(at: now).allowed else { continue }
             available.append(candidate)
             if !candidate.isSaturated { unsaturated.append(candidate) }
         }
