@@ -28,6 +28,8 @@ final class InferenceProxy: Sendable {
     let metrics: GatewayMetrics
 
     static let retryableStatuses: Set<UInt> = [408, 429, 500, 502, 503, 504]
+    /// Non-streamed answers up to this size are read whole before they are relayed.
+    static let wholeBodyLimit = 256 * 1024
     static let routingKeyHeader = HTTPField.Name("X-SMG-Routing-Key")!
     static let requestIDHeader = HTTPField.Name("X-Request-Id")!
     static let correlationIDHeader = HTTPField.Name("X-Correlation-Id")!
@@ -305,6 +307,23 @@ final class InferenceProxy: Sendable {
 
         let contentLength = response.headers.first(name: "content-length").flatMap(Int.init)
         headers[.contentLength] = nil
+        // A small answer of known length is read whole before the client's head goes out:
+        // head and body then leave in one write, and a worker failing mid-body is still an
+        // attempt that can be retried elsewhere (nothing reached the client yet).
+        if !isEventStream, let contentLength, contentLength <= Self.wholeBodyLimit {
+            let whole: ByteBuffer
+            do {
+                whole = try await response.body.collect(upTo: contentLength)
+            } catch {
+                load.release()
+                if Task.isCancelled || error is CancellationError { return .cancelled }
+                let failure = UpstreamFailure(error)
+                noteFailure(candidate, failure)
+                return .failed(.transport(failure, worker: candidate.id))
+            }
+            load.release()
+            return .response(Response(status: .init(code: Int(status.code)), headers: headers, body: ResponseBody(byteBuffer: whole)))
+        }
         return .response(
             Response(
                 status: .init(code: Int(status.code)),

@@ -1,5 +1,13 @@
 import NIOCore
 import NIOPosix
+import Synchronization
+
+/// A request count shared by a server's connection handlers.
+final class RequestCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    func increment() { count.wrappingAdd(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
 
 /// A TCP server that misbehaves as a worker: it never answers, answers garbage,
 /// or answers half a response and hangs up.
@@ -17,10 +25,15 @@ final class BadWorker: Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
         let mode: Mode
+        let requests: RequestCounter
 
-        init(mode: Mode) { self.mode = mode }
+        init(mode: Mode, requests: RequestCounter) {
+            self.mode = mode
+            self.requests = requests
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            requests.increment()
             let reply: String
             switch mode {
             case .silent: return
@@ -32,14 +45,18 @@ final class BadWorker: Sendable {
     }
 
     let channel: any Channel
+    private let counter = RequestCounter()
     var port: Int { channel.localAddress?.port ?? 0 }
     var url: String { "http://127.0.0.1:\(port)" }
+    /// Requests received (reads on any connection).
+    var requests: Int { counter.value }
 
     init(_ mode: Mode) async throws {
+        let counter = counter
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(mode: mode)) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(mode: mode, requests: counter)) }
             }
             .bind(host: "127.0.0.1", port: 0)
             .get()
