@@ -41,10 +41,26 @@ public final class WorkerRegistry: Sendable {
         var order: [WorkerID] = []
         var nextSequence: UInt64 = 0
         var snapshot = RoutingSnapshot.empty
+        /// A change made `snapshot` stale; the next read rebuilds it. Registering
+        /// 10,000 workers in a row thus costs one rebuild, not 10,000 (O(n²)).
+        var snapshotIsStale = false
 
-        /// Rebuilds the routing snapshot; called under the lock after any change
+        /// Marks the routing snapshot stale; called under the lock after any change
         /// to a ready worker's routability or settings.
         mutating func publish() {
+            snapshotIsStale = true
+        }
+
+        /// The routing snapshot, rebuilt first if a change made it stale.
+        mutating func currentSnapshot() -> RoutingSnapshot {
+            if snapshotIsStale {
+                rebuild()
+                snapshotIsStale = false
+            }
+            return snapshot
+        }
+
+        private mutating func rebuild() {
             var byModel: [String: [RouteCandidate]] = [:]
             var known = Set<String>()
             for id in order {
@@ -77,7 +93,7 @@ public final class WorkerRegistry: Sendable {
 
     /// The current routing view (lock held only to take the reference).
     public var routingSnapshot: RoutingSnapshot {
-        state.withLock { $0.snapshot }
+        state.withLock { $0.currentSnapshot() }
     }
 
     // MARK: Registration
