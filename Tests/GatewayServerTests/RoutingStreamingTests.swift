@@ -26,7 +26,9 @@ struct RoutingStreamingTests {
                 let total = recording.endedAt
                 // The worker takes 4 × 200 ms between its first and last chunk.
                 #expect(total >= .milliseconds(700), "the stream ended after \(total)")
-                #expect(first < total - .milliseconds(500), "first chunk at \(first), end at \(total)")
+                // Told by the gap, not by the start: a loaded machine may delay the whole stream,
+                // but a relay that buffered would deliver the first chunk at the end.
+                #expect(total - first >= .milliseconds(500), "first chunk at \(first), end at \(total)")
                 print("streaming: first chunk after \(first), stream ended after \(total), gap \(total - first)")
                 #expect(recording.chunks.count >= 3, "chunks were not relayed one by one: \(recording.chunks.count)")
 
