@@ -201,6 +201,17 @@ struct ClientTimeoutTests {
         }
     }
 
+    @Test("A request head over the size limit gets 400 and a closed connection; the gateway goes on")
+    func oversizedHead() async throws {
+        try await TestGateway.with { gw in
+            let client = try await RawClient(port: gw.port)
+            try? await client.send("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + String(repeating: "a", count: 512 * 1024) + "\r\n\r\n")
+            try await eventually("the connection is closed", timeout: .seconds(5)) { !client.isOpen }
+            #expect(client.received.hasPrefix("HTTP/1.1 400"), "\(client.received.prefix(80))")
+            #expect(try await gw.get("/health").status == 200)
+        }
+    }
+
     @Test("A body that trickles in is cut off at the body timeout; an idle connection at the idle timeout")
     func slowBodyAndIdle() async throws {
         try await TestGateway.with({ $0.clientTimeouts = .init(idle: .milliseconds(800), headerRead: .seconds(5), bodyRead: .milliseconds(500)) }) { gw in

@@ -71,15 +71,25 @@ final class BadWorker: Sendable {
 final class RawClient: Sendable {
     private final class Collector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+        let bytes = Mutex<[UInt8]>([])
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            bytes.withLock { $0.append(contentsOf: buffer.readableBytesView) }
+        }
     }
 
     let channel: any Channel
+    private let collector = Collector()
+
+    /// Everything the server sent so far, as text.
+    var received: String { collector.bytes.withLock { String(decoding: $0, as: UTF8.self) } }
 
     init(port: Int) async throws {
+        let collector = collector
         channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector()) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
             }
             .connect(host: "127.0.0.1", port: port)
             .get()
