@@ -1,7 +1,9 @@
 import ArgumentParser
 import AsyncHTTPClient
+import GatewayClient
 import GatewayJSON
 import GatewayServer
+import GatewayWire
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -77,6 +79,8 @@ struct Demo: AsyncParsableCommand {
             let client = HTTPClient(eventLoopGroupProvider: .singleton)
             do {
                 try await examples(base: base, workerURLs: workerURLs, client: client)
+                if let binaryPort = gateway.binaryPort { try await binaryExamples(port: binaryPort) }
+                print("# Demo calls done.")
                 try await client.shutdown()
             } catch {
                 try? await client.shutdown()
@@ -140,7 +144,36 @@ struct Demo: AsyncParsableCommand {
             let removed = try await call(client, .DELETE, base, "/workers/\(ids[1])")
             try expect(removed.status == 202, "DELETE answered \(removed.status)")
         }
-        print("# Demo calls done.")
+    }
+
+    /// The same core over the binary protocol, printed as the CLI commands that make
+    /// these calls (`model-gateway models`, `model-gateway generate`).
+    private func binaryExamples(port: Int) async throws {
+        print("# The binary protocol (framed protobuf on port \(port)), as the CLI calls it.\n")
+        let client = try await GatewayClient.connect(host: "127.0.0.1", port: port, clientName: "model-gateway-demo")
+        do {
+            print("$ model-gateway models --port \(port)")
+            print(WireJSON.models(try await client.listModels()).prettyString + "\n")
+
+            print("$ model-gateway generate --port \(port) --prompt 'Stream this over binary' --max-tokens 6")
+            var text = ""
+            var final: Wire.GenerateResult?
+            let request = Wire.GenerateRequest(input: .text("Stream this over binary"), sampling: .init(maxTokens: 6), stream: true)
+            for try await event in client.generateStream(request) {
+                switch event {
+                case .chunk(let chunk): text += chunk.text
+                case .result(let result): final = result
+                }
+            }
+            guard let final else { throw ValidationError("demo failed: the stream ended without a result") }
+            // As the CLI prints it: the tokens on stdout, then the summary line (its stderr).
+            print(text)
+            print(GenerateCommand.summary(final) + "\n")
+            await client.close()
+        } catch {
+            await client.close()
+            throw error
+        }
     }
 
     private struct Reply {
