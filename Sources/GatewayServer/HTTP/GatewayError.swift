@@ -146,8 +146,10 @@ enum JSONResponse {
         return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    static func make(status: HTTPResponse.Status = .ok, headers: HTTPFields = [:], _ build: (inout JSONWriter) -> Void) -> Response {
-        var json = JSONWriter()
+    /// - Parameter capacity: bytes to reserve up front (a large document then grows
+    ///   without repeated reallocation and copying).
+    static func make(status: HTTPResponse.Status = .ok, headers: HTTPFields = [:], capacity: Int = 256, _ build: (inout JSONWriter) -> Void) -> Response {
+        var json = JSONWriter(capacity: capacity)
         build(&json)
         return make(status: status, bytes: json.bytes, headers: headers)
     }
