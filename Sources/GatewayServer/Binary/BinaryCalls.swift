@@ -85,6 +85,7 @@ struct BinaryCalls: Sendable {
         headers[.contentType] = "application/json"
         if !request.routingKey.isEmpty { headers[InferenceProxy.routingKeyHeader] = request.routingKey }
         let requestID = request.requestID.isEmpty ? InferenceProxy.requestID(from: [:]) : request.requestID
+        InferenceProxy.observeInference(requestID: requestID)
         let response = try await proxy.forward(body: body, headers: headers, route: route, requestID: requestID)
         let workerID = response.headers[InferenceProxy.workerIDHeader] ?? ""
         let status = response.status.code

@@ -26,6 +26,9 @@ final class InferenceProxy: Sendable {
     let admission: AdmissionController?
     let rateLimiter: RateLimiter?
     let metrics: GatewayMetrics
+    /// Whether the gateway checks keys of its own (then the client's `Authorization`
+    /// carries that key and is not forwarded).
+    private let gatewayHasKey: Bool
 
     static let retryableStatuses: Set<UInt> = [408, 429, 500, 502, 503, 504]
     /// Non-streamed answers up to this size are read whole before they are relayed.
@@ -51,6 +54,7 @@ final class InferenceProxy: Sendable {
             )
         }
         self.rateLimiter = configuration.admission.rateLimitPerSecond.map { RateLimiter(rate: $0) }
+        self.gatewayHasKey = configuration.auth.apiKey != nil || configuration.auth.adminAPIKey != nil
     }
 
     /// Admission control: the per-key rate, then a slot (waiting in the bounded queue).
@@ -105,10 +109,7 @@ final class InferenceProxy: Sendable {
 
     func handle(_ request: Request, route: InferenceRoute) async throws(GatewayError) -> Response {
         let requestID = Self.requestID(from: request.headers)
-        RequestObservation.current?.update {
-            $0.isInference = true
-            $0.requestID = requestID
-        }
+        Self.observeInference(requestID: requestID)
         do {
             let permit = try await admit(key: Authorizer.bearer(request.headers))
             let body = try await request.collectBody(limit: configuration.routing.maxPayloadBytes, style: .openAI)
@@ -127,11 +128,8 @@ final class InferenceProxy: Sendable {
     /// protocol with a body it built.
     func forward(body: ByteBuffer, headers: HTTPFields, route: InferenceRoute, requestID: String) async throws(GatewayError) -> Response {
         let routing = configuration.routing
+        // The caller (REST `handle`, binary `generate`) marked the observation as inference.
         let observation = RequestObservation.current
-        observation?.update {
-            $0.isInference = true
-            $0.requestID = requestID
-        }
         let parsed = try InferenceRequest.parse(
             body, route: route, wantText: routing.policy == .cacheAware, maxTextBytes: routing.maxRoutingTextBytes
         )
@@ -251,7 +249,7 @@ final class InferenceProxy: Sendable {
         upstream.method = .POST
         upstream.headers = Self.forwardedHeaders(
             incoming, candidate: candidate, requestID: requestID, bodyLength: body.readableBytes,
-            gatewayHasKey: configuration.auth.apiKey != nil || configuration.auth.adminAPIKey != nil
+            gatewayHasKey: gatewayHasKey
         )
         upstream.body = .bytes(body)
 
@@ -307,9 +305,9 @@ final class InferenceProxy: Sendable {
 
         let contentLength = response.headers.first(name: "content-length").flatMap(Int.init)
         headers[.contentLength] = nil
-        // A small answer of known length is read whole before the client's head goes out:
-        // head and body then leave in one write, and a worker failing mid-body is still an
-        // attempt that can be retried elsewhere (nothing reached the client yet).
+        // A small answer of known length is read whole before the client's head goes out,
+        // so a worker failing mid-body is still an attempt that can be retried elsewhere
+        // (nothing reached the client yet).
         if !isEventStream, let contentLength, contentLength <= Self.wholeBodyLimit {
             let whole: ByteBuffer
             do {
@@ -453,6 +451,14 @@ final class InferenceProxy: Sendable {
             if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
         }
         return fields
+    }
+
+    /// Marks the current request's observation (metrics, log line) as inference.
+    static func observeInference(requestID: String) {
+        RequestObservation.current?.update {
+            $0.isInference = true
+            $0.requestID = requestID
+        }
     }
 
     /// The client's `X-Request-Id` (or `X-Correlation-Id`), else a new one.
