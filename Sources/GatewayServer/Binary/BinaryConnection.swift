@@ -24,9 +24,10 @@ final class BinaryConnection: Sendable {
         var goingAway = false
         var lastActivity = ContinuousClock.now
         var highestStreamID: UInt64 = 0
-        /// What Hello established: the client's key and whether it may manage workers.
+        /// What Hello established: the client's key, and why it may not manage workers
+        /// (nil: it may). Neither the key nor the peer changes on a connection.
         var clientKey: String?
-        var mayManageWorkers = false
+        var adminRefusal: GatewayError?
     }
 
     let channel: any Channel
@@ -123,10 +124,15 @@ final class BinaryConnection: Sendable {
             await send(streamID: 0, .error(GatewayError.protocolError("UNAUTHORIZED", 401, "a valid API key is required").wire))
             return false
         }
-        let mayManage = (try? authorizer.check(.admin, key: key, peer: channel.remoteAddress, style: .control)) != nil
-        state.withLock { state in
+        var adminRefusal: GatewayError?
+        do throws(GatewayError) {
+            try authorizer.check(.admin, key: key, peer: channel.remoteAddress, style: .control)
+        } catch {
+            adminRefusal = error
+        }
+        state.withLock { [adminRefusal] state in
             state.clientKey = key
-            state.mayManageWorkers = mayManage
+            state.adminRefusal = adminRefusal
         }
         await send(
             streamID: 0,
@@ -188,12 +194,8 @@ final class BinaryConnection: Sendable {
             if state.calls[stream] != nil {
                 return .refused(.protocolError("STREAM_ID_IN_USE", 400, "stream \(stream) already has a call running"))
             }
-            if body.isWorkerManagement && !state.mayManageWorkers {
-                do throws(GatewayError) {
-                    try authorizer.check(.admin, key: state.clientKey, peer: channel.remoteAddress, style: .control)
-                } catch {
-                    return .refused(error)
-                }
+            if body.isWorkerManagement, let refusal = state.adminRefusal {
+                return .refused(refusal)
             }
             if state.calls.count >= configuration.maxConcurrentStreams {
                 return .refused(.protocolError("TOO_MANY_STREAMS", 429, "at most \(configuration.maxConcurrentStreams) calls may run at once on a connection"))
