@@ -136,10 +136,11 @@ extension AddWorkerInput {
         )
     }
 
-    /// max_load as REST accepts it: 1-1000000.
+    /// max_load as REST accepts it (`WorkerInputValidation.maxLoadRange`), with REST's message.
     static func checkedMaxLoad(_ limit: UInt32) throws(GatewayError) -> Int {
-        guard (1...1_000_000).contains(limit) else {
-            throw .invalidField("max_load", "must be an integer in 1...1000000")
+        let range = WorkerInputValidation.maxLoadRange
+        guard range.contains(Int64(limit)) else {
+            throw .invalidField("max_load", "must be between \(range.lowerBound) and \(range.upperBound), got \(limit)")
         }
         return Int(limit)
     }

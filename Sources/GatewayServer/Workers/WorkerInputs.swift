@@ -63,6 +63,9 @@ public struct UpdateWorkerInput: Sendable, Equatable {
 
 /// Value checks shared by both front doors (types are checked by each parser).
 enum WorkerInputValidation {
+    /// The `max_load` values both front doors accept.
+    static let maxLoadRange: ClosedRange<Int64> = 1...1_000_000
+
     static func validate(cost: Double?) throws(GatewayError) {
         if let cost, !(cost.isFinite && cost >= 0) {
             throw .invalidField("cost", "must be a finite number >= 0")

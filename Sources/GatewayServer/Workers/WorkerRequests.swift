@@ -27,7 +27,7 @@ enum WorkerRequests {
         input.bootstrapPort = try fields.integer("bootstrap_port", in: 1...65535).map { Int($0) }
         input.apiKey = try fields.string("api_key")
         input.healthCheck = try healthCheck(fields)
-        input.maxLoad = try fields.integer("max_load", in: 1...1_000_000).map { Int($0) }
+        input.maxLoad = try fields.integer("max_load", in: WorkerInputValidation.maxLoadRange).map { Int($0) }
         return input
     }
 
@@ -48,7 +48,7 @@ enum WorkerRequests {
         input.healthCheck = try healthCheck(fields)
         if fields.object["max_load"] == .null {
             input.maxLoad = .some(nil)
-        } else if let limit = try fields.integer("max_load", in: 1...1_000_000) {
+        } else if let limit = try fields.integer("max_load", in: WorkerInputValidation.maxLoadRange) {
             input.maxLoad = .some(Int(limit))
         }
         return input
