@@ -44,52 +44,51 @@ final class SeriesTable<Series: AnyObject & Sendable>: Sendable {
     }
 }
 
-final class CounterFamily: MetricFamily {
+/// A series with one sample per label set: a counter or a gauge.
+protocol ScalarSeries: AnyObject, Sendable {
+    init()
+    /// The family's type in the exposition format.
+    static var prometheusType: String { get }
+    /// The current value as a sample.
+    var sampleValue: String { get }
+}
+
+extension Counter: ScalarSeries {
+    static var prometheusType: String { "counter" }
+    var sampleValue: String { String(value) }
+}
+
+extension Gauge: ScalarSeries {
+    static var prometheusType: String { "gauge" }
+    var sampleValue: String { PrometheusText.format(value) }
+}
+
+/// A family of counters or of gauges.
+final class ScalarFamily<Series: ScalarSeries>: MetricFamily {
     let name: String
     let help: String
-    let table: SeriesTable<Counter>
+    let table: SeriesTable<Series>
 
     init(name: String, help: String, labelNames: [String]) {
         PrometheusText.precondition(metricName: name, labelNames: labelNames)
         self.name = name
         self.help = help
-        self.table = SeriesTable(labelNames: labelNames) { Counter() }
+        self.table = SeriesTable(labelNames: labelNames) { Series() }
     }
 
-    func labels(_ values: String...) -> Counter { table.labels(values) }
-    func labels(_ values: [String]) -> Counter { table.labels(values) }
+    func labels(_ values: String...) -> Series { table.labels(values) }
+    func labels(_ values: [String]) -> Series { table.labels(values) }
 
     func render(into out: inout String) {
-        PrometheusText.appendHeader(name: name, help: help, type: "counter", to: &out)
-        for (labels, counter) in table.sorted() {
-            PrometheusText.appendSample(name: name, labelNames: table.labelNames, labelValues: labels, value: String(counter.value), to: &out)
+        PrometheusText.appendHeader(name: name, help: help, type: Series.prometheusType, to: &out)
+        for (labels, series) in table.sorted() {
+            PrometheusText.appendSample(name: name, labelNames: table.labelNames, labelValues: labels, value: series.sampleValue, to: &out)
         }
     }
 }
 
-final class GaugeFamily: MetricFamily {
-    let name: String
-    let help: String
-    let table: SeriesTable<Gauge>
-
-    init(name: String, help: String, labelNames: [String]) {
-        PrometheusText.precondition(metricName: name, labelNames: labelNames)
-        self.name = name
-        self.help = help
-        self.table = SeriesTable(labelNames: labelNames) { Gauge() }
-    }
-
-    func labels(_ values: String...) -> Gauge { table.labels(values) }
-
-    func render(into out: inout String) {
-        PrometheusText.appendHeader(name: name, help: help, type: "gauge", to: &out)
-        for (labels, gauge) in table.sorted() {
-            PrometheusText.appendSample(
-                name: name, labelNames: table.labelNames, labelValues: labels, value: PrometheusText.format(gauge.value), to: &out
-            )
-        }
-    }
-}
+typealias CounterFamily = ScalarFamily<Counter>
+typealias GaugeFamily = ScalarFamily<Gauge>
 
 final class HistogramFamily: MetricFamily {
     let name: String
