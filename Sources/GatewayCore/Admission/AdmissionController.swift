@@ -29,6 +29,9 @@ public final class AdmissionController: Sendable {
     private struct Waiter {
         let id: UInt64
         let continuation: CheckedContinuation<Bool, Never>
+        /// Gives up at the queue timeout; cancelled when the waiter is admitted, so a
+        /// queued request leaves no sleeping task behind.
+        let timer: Task<Void, Never>
     }
 
     private struct State {
@@ -69,6 +72,12 @@ public final class AdmissionController: Sendable {
         case .wait(let id):
             let admitted = await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                    // Acts only while the waiter is queued (giveUp finds it by id).
+                    let timeout = configuration.queueTimeout
+                    let timer = Task { [weak self] in
+                        guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                        self?.giveUp(id)
+                    }
                     let admittedNow: Bool? = state.withLock { state in
                         // A slot freed since the first look, or a cancellation that came first.
                         if Task.isCancelled { return false }
@@ -76,17 +85,12 @@ public final class AdmissionController: Sendable {
                             state.running += 1
                             return true
                         }
-                        state.queue.append(Waiter(id: id, continuation: continuation))
+                        state.queue.append(Waiter(id: id, continuation: continuation, timer: timer))
                         return nil
                     }
                     if let admittedNow {
+                        timer.cancel()
                         continuation.resume(returning: admittedNow)
-                        return
-                    }
-                    let timeout = configuration.queueTimeout
-                    Task { [weak self] in
-                        try? await Task.sleep(for: timeout)
-                        self?.giveUp(id)
                     }
                 }
             } onCancel: {
@@ -103,6 +107,7 @@ public final class AdmissionController: Sendable {
             guard let index = state.queue.firstIndex(where: { $0.id == id }) else { return nil }
             return state.queue.remove(at: index)
         }
+        waiter?.timer.cancel()
         waiter?.continuation.resume(returning: false)
     }
 
@@ -115,6 +120,7 @@ public final class AdmissionController: Sendable {
             // The slot passes to the oldest waiter; `running` stays the same.
             return state.queue.removeFirst()
         }
+        next?.timer.cancel()
         next?.continuation.resume(returning: true)
     }
 }
