@@ -3,8 +3,8 @@ import NIOCore
 import NIOHTTPTypes
 
 /// Closes HTTP connections whose client is too slow to send a request: the head
-/// must arrive within `headerTimeout` of its first byte, the body within
-/// `bodyTimeout` of the head. A slow-loris client (a byte a second) so cannot hold a
+/// must arrive within `headerTimeout` of the read that brought its first byte, the
+/// body within `bodyTimeout` of the read that brought the head. A slow-loris client (a byte a second) so cannot hold a
 /// connection; an idle keep-alive connection is the idle timeout's business, not
 /// this one's (the clock starts at the first byte of a request).
 ///
@@ -12,6 +12,9 @@ import NIOHTTPTypes
 /// (it sees a request's first byte) and this handler after the HTTP codec (it sees
 /// the head, the end of the body and the end of the response). Both run on the
 /// channel's event loop.
+///
+/// A timer is armed only when a read ends with the head or the body incomplete: a
+/// request that arrives whole in one read (the common case) arms none.
 final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -30,27 +33,20 @@ final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// Sees raw bytes before the HTTP decoder: the first byte of a request starts the head clock.
+    /// Sees raw bytes before the HTTP decoder: the first byte of a request starts its
+    /// head (the clock starts when that read is over and the head is still incomplete).
     final class ByteWatcher: ChannelInboundHandler, RemovableChannelHandler {
         typealias InboundIn = ByteBuffer
         typealias InboundOut = ByteBuffer
 
         let state: State
-        let headerTimeout: TimeAmount
 
-        init(state: State, headerTimeout: TimeAmount) {
+        init(state: State) {
             self.state = state
-            self.headerTimeout = headerTimeout
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            if state.phase == .waitingForRequest {
-                state.phase = .readingHead
-                let channel = context.channel
-                state.timer = context.eventLoop.scheduleTask(in: headerTimeout) {
-                    channel.close(promise: nil)
-                }
-            }
+            if state.phase == .waitingForRequest { state.phase = .readingHead }
             context.fireChannelRead(data)
         }
     }
@@ -65,7 +61,7 @@ final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        try? context.pipeline.syncOperations.addHandler(ByteWatcher(state: state, headerTimeout: headerTimeout), position: .first)
+        try? context.pipeline.syncOperations.addHandler(ByteWatcher(state: state), position: .first)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -77,10 +73,6 @@ final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .head:
             state.cancelTimer()
             state.phase = .readingBody
-            let channel = context.channel
-            state.timer = context.eventLoop.scheduleTask(in: bodyTimeout) {
-                channel.close(promise: nil)
-            }
         case .body:
             break
         case .end:
@@ -88,6 +80,23 @@ final class SlowClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
             state.phase = .answering
         }
         context.fireChannelRead(data)
+    }
+
+    /// The read is over: a head or body still incomplete gets its clock.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if state.timer == nil {
+            let timeout: TimeAmount? =
+                switch state.phase {
+                case .readingHead: headerTimeout
+                case .readingBody: bodyTimeout
+                case .waitingForRequest, .answering: nil
+                }
+            if let timeout {
+                let channel = context.channel
+                state.timer = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+            }
+        }
+        context.fireChannelReadComplete()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
