@@ -28,6 +28,8 @@ public final class Gateway: Sendable {
     let jobs: WorkerJobs
     let prober: WorkerProber
     let httpClient: HTTPClient
+    /// Inference calls to plain-HTTP workers.
+    let upstreamClient: UpstreamHTTPClient
     let logger: Logger
     /// Set once the upstream client is shut down (by `run`, or by `deinit` for a gateway never run).
     private let clientShutDown = Atomic<Bool>(false)
@@ -90,6 +92,8 @@ public final class Gateway: Sendable {
         // Streams hold a connection each; many may run against one worker at once.
         clientConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1024
         self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        // Idle connections are not reused after 4 s: workers (uvicorn, llama.cpp) close theirs at 5 s.
+        self.upstreamClient = UpstreamHTTPClient(connectTimeout: .seconds(5), idleTimeout: .seconds(4))
         self.prober = WorkerProber(client: httpClient)
         self.jobs = WorkerJobs(registry: registry, prober: prober, configuration: configuration.registration, logger: logger)
         self.workers = WorkerService(
@@ -115,7 +119,8 @@ public final class Gateway: Sendable {
             throw error
         }
         let proxy = InferenceProxy(
-            selector: selector, registry: registry, client: httpClient, configuration: configuration, logger: logger, metrics: metrics
+            selector: selector, registry: registry, upstream: upstreamClient, client: httpClient, configuration: configuration, logger: logger,
+            metrics: metrics
         )
         runningProxy.withLock { $0 = proxy }
         metrics.setAdmission(proxy.admission)
@@ -157,7 +162,8 @@ public final class Gateway: Sendable {
             server: .http1(
                 configuration: .init(
                     additionalChannelHandlers: [
-                        SlowClientGuard(headerTimeout: timeouts.headerRead, bodyTimeout: timeouts.bodyRead)
+                        SlowClientGuard(headerTimeout: timeouts.headerRead, bodyTimeout: timeouts.bodyRead),
+                        ResponseFlushCoalescer(),
                     ],
                     idleTimeout: TimeAmount(configuration.clientTimeouts.idle)
                 )
@@ -235,6 +241,7 @@ public final class Gateway: Sendable {
 
     private func shutdownBackground() async {
         await jobs.shutdown()
+        upstreamClient.shutdown()
         if clientShutDown.exchange(true, ordering: .acquiringAndReleasing) == false {
             try? await httpClient.shutdown()
         }

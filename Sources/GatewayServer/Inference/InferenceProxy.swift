@@ -20,6 +20,9 @@ import Synchronization
 final class InferenceProxy: Sendable {
     let selector: WorkerSelector
     let registry: WorkerRegistry
+    /// Plain-HTTP workers: the gateway's own client, on the request's event loop.
+    let upstream: UpstreamHTTPClient
+    /// HTTPS workers.
     let client: HTTPClient
     let configuration: GatewayConfiguration
     let logger: Logger
@@ -39,9 +42,10 @@ final class InferenceProxy: Sendable {
     static let workerIDHeader = HTTPField.Name("X-Gateway-Worker-Id")!
 
     init(
-        selector: WorkerSelector, registry: WorkerRegistry, client: HTTPClient, configuration: GatewayConfiguration, logger: Logger,
-        metrics: GatewayMetrics
+        selector: WorkerSelector, registry: WorkerRegistry, upstream: UpstreamHTTPClient, client: HTTPClient, configuration: GatewayConfiguration,
+        logger: Logger, metrics: GatewayMetrics
     ) {
+        self.upstream = upstream
         self.metrics = metrics
         self.selector = selector
         self.registry = registry
@@ -245,19 +249,16 @@ final class InferenceProxy: Sendable {
             body = parsed.body
         }
 
-        var upstream = HTTPClientRequest(url: candidate.url.appending(path))
-        upstream.method = .POST
-        upstream.headers = Self.forwardedHeaders(
+        let forwarded = Self.forwardedHeaders(
             incoming, candidate: candidate, requestID: requestID, bodyLength: body.readableBytes,
             gatewayHasKey: gatewayHasKey
         )
-        upstream.body = .bytes(body)
 
         let load = LoadToken(candidate.handle, upstreamDuration: metrics.upstreamDuration.labels(candidate.id.description))
         let started = ContinuousClock.now
-        let response: HTTPClientResponse
+        let response: UpstreamResponse
         do {
-            response = try await client.execute(upstream, deadline: deadline)
+            response = try await upstream.post(candidate.url, path: path, headers: forwarded, body: body, deadline: deadline, fallback: client)
         } catch {
             load.release()
             // The client went away (or cancelled its call): not the worker's fault.
@@ -334,7 +335,7 @@ final class InferenceProxy: Sendable {
     /// The worker's body, chunk by chunk as it arrives. If the worker fails
     /// mid-stream an event stream ends with an SSE error event; any other body
     /// aborts the connection (the client sees a truncated answer, not a hang).
-    private func relayedBody(_ response: HTTPClientResponse, contentLength: Int?, isEventStream: Bool, load: LoadToken, candidate: RouteCandidate) -> ResponseBody {
+    private func relayedBody(_ response: UpstreamResponse, contentLength: Int?, isEventStream: Bool, load: LoadToken, candidate: RouteCandidate) -> ResponseBody {
         ResponseBody(contentLength: contentLength) { [self] writer in
             defer { load.release() }
             var iterator = response.body.makeAsyncIterator()
@@ -365,7 +366,7 @@ final class InferenceProxy: Sendable {
     }
 
     /// An OpenAI event stream turned into SGLang `/generate` events as it arrives.
-    private func translatedStream(_ response: HTTPClientResponse, load: LoadToken, candidate: RouteCandidate, requestID: String) -> ResponseBody {
+    private func translatedStream(_ response: UpstreamResponse, load: LoadToken, candidate: RouteCandidate, requestID: String) -> ResponseBody {
         ResponseBody { [self] writer in
             defer { load.release() }
             var translator = GenerateTranslation.StreamTranslator(requestID: requestID)

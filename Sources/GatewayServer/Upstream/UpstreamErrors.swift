@@ -49,6 +49,18 @@ enum UpstreamFailure: Sendable, Equatable {
             self = .connectionRefused("connection refused")
             return
         }
+        if let upstream = error as? UpstreamClientError {
+            switch upstream {
+            case .remoteClosed: self = .transport("the worker closed the connection")
+            case .deadlineExceeded: self = .timeout("timed out waiting for the answer")
+            case .bodyTooLarge(let limit): self = .transport("the answer is longer than \(limit) bytes")
+            }
+            return
+        }
+        if let channel = error as? ChannelError, case .connectTimeout = channel {
+            self = .timeout("timed out connecting")
+            return
+        }
         if let client = error as? HTTPClientError {
             switch client {
             case .connectTimeout: self = .timeout("timed out connecting")
