@@ -349,10 +349,10 @@ final class UpstreamConnectionPool: @unchecked Sendable {
     }
 
     private func takeIdle(_ key: Key) -> UpstreamConnectionHandler? {
-        guard var list = idle[key] else { return nil }
-        defer { idle[key] = list.isEmpty ? nil : list }
         let now = NIODeadline.now()
-        while let last = list.popLast() {
+        // In place: a copy of the list would be copied again on every pop.
+        while let last = idle[key]?.popLast() {
+            if idle[key]?.isEmpty == true { idle[key] = nil }
             if last.handler.isUsable, now - last.since < idleTimeout { return last.handler }
             last.handler.close()
         }
@@ -361,14 +361,11 @@ final class UpstreamConnectionPool: @unchecked Sendable {
 
     /// A connection finished a keep-alive exchange.
     func release(_ handler: UpstreamConnectionHandler) {
-        var list = idle[handler.key, default: []]
         let now = NIODeadline.now()
-        // The oldest idle connections (at the front) expire first.
-        while let first = list.first, now - first.since >= idleTimeout || list.count >= maxIdlePerKey {
-            list.removeFirst().handler.close()
-        }
-        list.append(Idle(handler: handler, since: now))
-        idle[handler.key] = list
+        var expired: [UpstreamConnectionHandler] = []
+        idle[handler.key, default: []].dropExpired(now: now, timeout: idleTimeout, limit: maxIdlePerKey) { expired.append($0) }
+        idle[handler.key, default: []].append(Idle(handler: handler, since: now))
+        for old in expired { old.close() }
     }
 
     /// An idle connection closed (the worker ended it).
@@ -382,6 +379,20 @@ final class UpstreamConnectionPool: @unchecked Sendable {
         let all = idle.values.flatMap { $0 }
         idle = [:]
         for entry in all { entry.handler.close() }
+    }
+}
+
+extension Array where Element == UpstreamConnectionPool.Idle {
+    /// Drops (oldest first) connections idle past `timeout`, and more while the list is at `limit`.
+    fileprivate mutating func dropExpired(
+        now: NIODeadline, timeout: TimeAmount, limit: Int, _ dropped: (UpstreamConnectionHandler) -> Void
+    ) {
+        var drop = 0
+        while drop < count, now - self[drop].since >= timeout || count - drop >= limit {
+            dropped(self[drop].handler)
+            drop += 1
+        }
+        if drop > 0 { removeFirst(drop) }
     }
 }
 
