@@ -143,7 +143,7 @@ enum JSONResponse {
         var fields = headers
         fields[.contentType] = "application/json"
         fields[.contentLength] = String(bytes.count)
-        return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+        return Response.inMemory(status: status, headers: fields, body: ByteBuffer(bytes: bytes))
     }
 
     /// - Parameter capacity: bytes to reserve up front (a large document then grows

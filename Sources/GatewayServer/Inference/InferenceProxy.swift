@@ -222,7 +222,7 @@ final class InferenceProxy: Sendable {
             // The last worker's own answer, as it gave it.
             var fields = relayedHeaders(headers)
             fields[workerIDHeader] = worker.description
-            return Response(status: .init(code: Int(status.code)), headers: fields, body: ResponseBody(byteBuffer: body))
+            return Response.inMemory(status: .init(code: Int(status.code)), headers: fields, body: body)
         }
     }
 
@@ -301,7 +301,7 @@ final class InferenceProxy: Sendable {
                 return .response(GatewayError.openAI(502, "upstream_error", "worker \(candidate.id) answered /v1/completions with an unexpected body").makeResponse())
             }
             headers[.contentType] = "application/json"
-            return .response(Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: translated)))
+            return .response(Response.inMemory(status: .ok, headers: headers, body: translated))
         }
 
         let contentLength = response.headers.first(name: "content-length").flatMap(Int.init)
@@ -321,7 +321,7 @@ final class InferenceProxy: Sendable {
                 return .failed(.transport(failure, worker: candidate.id))
             }
             load.release()
-            return .response(Response(status: .init(code: Int(status.code)), headers: headers, body: ResponseBody(byteBuffer: whole)))
+            return .response(Response.inMemory(status: .init(code: Int(status.code)), headers: headers, body: whole))
         }
         return .response(
             Response(

@@ -79,7 +79,7 @@ final class GatewayMetrics: Sendable {
     func response() -> Response {
         var headers = HTTPFields()
         headers[.contentType] = MetricsRegistry.contentType
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: render())))
+        return Response.inMemory(status: .ok, headers: headers, body: ByteBuffer(string: render()))
     }
 
     /// The model label for `model`: itself when a registered worker serves it, else "other".
@@ -168,6 +168,8 @@ final class RequestObservation: Sendable {
         var retries = 0
         /// Inference requests log at info, everything else at debug.
         var isInference = false
+        /// The body length of an answer built whole in memory (``Response/inMemory(status:headers:body:)``).
+        var inMemoryBodyLength: Int?
     }
 
     private let fields = Mutex(Fields())
@@ -185,7 +187,7 @@ final class RequestObservation: Sendable {
 final class RequestRecorder: Sendable {
     private let metrics: GatewayMetrics
     private let route: RouteMetrics
-    private let observation: RequestObservation
+    let observation: RequestObservation
     private let logger: Logger
     private let started: ContinuousClock.Instant
     private let firstByteSeen = Atomic<Bool>(false)
@@ -250,7 +252,16 @@ final class RequestRecorder: Sendable {
     }
 
     /// `response` with its body observed: time to first byte, and the record at its end.
+    ///
+    /// An answer built whole in memory is recorded now, as it is handed to the server:
+    /// wrapping its body would make the server write head, body and end one by one
+    /// (three hand-offs to the event loop) where it otherwise writes them at once.
     static func observing(_ response: Response, with recorder: RequestRecorder) -> Response {
+        if let length = recorder.observation.snapshot.inMemoryBodyLength, response.body.contentLength == length {
+            recorder.firstByte()
+            recorder.finish(status: response.status.code)
+            return response
+        }
         var response = response
         let body = response.body
         let status = response.status.code
@@ -264,6 +275,15 @@ final class RequestRecorder: Sendable {
             recorder.finish(status: status)
         }
         return response
+    }
+}
+
+extension Response {
+    /// A response whose body is all in memory, marked as such on the current request's
+    /// observation (see ``RequestRecorder/observing(_:with:)``).
+    static func inMemory(status: HTTPResponse.Status, headers: HTTPFields, body: ByteBuffer) -> Response {
+        RequestObservation.current?.update { $0.inMemoryBodyLength = body.readableBytes }
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
     }
 }
 
