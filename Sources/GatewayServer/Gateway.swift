@@ -69,7 +69,7 @@ public final class Gateway: Sendable {
                 throw StartupError(description: "cannot open the state file \(path): \(error)")
             }
         } else {
-            store = MemoryWorkerStore()
+            store = NoWorkerStore()
         }
         var logger = logger ?? Logger(label: "model-gateway")
         logger.logLevel = configuration.logLevel

@@ -11,6 +11,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var options: ServeOptions
 
     func run() async throws {
+        MemoryTuning.apply()
         let configuration = try options.makeConfiguration()
         bootstrapLogging(level: configuration.logLevel, json: options.logJson)
         let logger = Logger(label: "model-gateway")

@@ -19,8 +19,8 @@ public struct StoredWorker: Sendable, Equatable {
 /// Where the registry's acknowledged changes are kept.
 ///
 /// Every call returns only once the change is durable (the gateway answers 202
-/// after it). Implementations: SQLite (one gateway; `GatewayStore`), memory (tests,
-/// `--state-path none`); a shared store for several replicas (PostgreSQL) fits the
+/// after it). Implementations: SQLite (one gateway; `GatewayStore`), none
+/// (`--state-path none`); a shared store for several replicas (PostgreSQL) fits the
 /// same three operations.
 public protocol WorkerStore: Sendable {
     func loadAll() throws -> [StoredWorker]
@@ -29,21 +29,13 @@ public protocol WorkerStore: Sendable {
     func delete(_ id: WorkerID) throws
 }
 
-/// A store that forgets everything when the process ends.
-public final class MemoryWorkerStore: WorkerStore {
-    private let workers = Mutex<[WorkerID: StoredWorker]>([:])
-
+/// The store of `--state-path none`: keeps nothing. Nothing would outlive the process
+/// anyway, and a copy of every worker's settings beside the registry's own costs
+/// memory per worker for no reader.
+public struct NoWorkerStore: WorkerStore {
     public init() {}
 
-    public func loadAll() throws -> [StoredWorker] {
-        workers.withLock { Array($0.values) }.sorted { $0.sequence < $1.sequence }
-    }
-
-    public func upsert(_ worker: StoredWorker) throws {
-        workers.withLock { $0[worker.id] = worker }
-    }
-
-    public func delete(_ id: WorkerID) throws {
-        _ = workers.withLock { $0.removeValue(forKey: id) }
-    }
+    public func loadAll() throws -> [StoredWorker] { [] }
+    public func upsert(_ worker: StoredWorker) throws {}
+    public func delete(_ id: WorkerID) throws {}
 }

@@ -6,18 +6,24 @@ import Synchronization
 ///
 /// A change and its write happen under one lock, so the store sees changes in the
 /// order the registry made them (two quick PUTs cannot land reversed), and the
-/// gateway acknowledges a change only after its write returned. The work runs on
-/// NIO's blocking thread pool: an fsync never holds a cooperative thread.
+/// gateway acknowledges a change only after its write returned. With a durable store
+/// the work runs on NIO's blocking thread pool (an fsync never holds a cooperative
+/// thread); without one (`NoWorkerStore`) it runs in place.
 final class WorkerPersistence: Sendable {
     let store: any WorkerStore
     private let order = Mutex(())
+    private let isDurable: Bool
 
     init(store: any WorkerStore) {
         self.store = store
+        self.isDurable = !(store is NoWorkerStore)
     }
 
     func perform<T: Sendable>(_ body: @escaping @Sendable (any WorkerStore) throws -> T) async throws(GatewayError) -> T {
         do {
+            guard isDurable else {
+                return try order.withLock { _ in try body(store) }
+            }
             return try await NIOThreadPool.singleton.runIfActive { [self] in
                 try self.order.withLock { _ in try body(self.store) }
             }
