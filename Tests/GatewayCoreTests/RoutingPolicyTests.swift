@@ -168,6 +168,27 @@ struct WorkerSelectorTests {
         #expect(selector.select(model: "m", request: .init()) == .failure(.noAvailableWorkers(model: "m")))
     }
 
+    @Test(
+        "One priority: the policy's pick is checked alone, and an unavailable pick falls back to the full check",
+        arguments: [PolicyName.random, .roundRobin, .powerOfTwo, .consistentHash]
+    )
+    func singlePriorityPick(policy: PolicyName) throws {
+        let (registry, workers) = try registry([("http://a:1", "m", 50, 1, 1), ("http://b:1", "m", 50, 1, 1), ("http://c:1", "m", 50, 1, 1)])
+        let selector = WorkerSelector(registry: registry, policy: policy.makePolicy())
+        #expect(selector.policy.picksIndependently)
+        // b saturated, c's breaker open: only a may serve.
+        workers[1].handle.beginRequest()
+        for _ in 0..<10 { _ = workers[2].handle.recordFailure(at: .now) }
+        for i in 0..<60 {
+            #expect(try selector.select(model: "m", request: .init(key: "user-\(i)")).get().id == workers[0].id)
+        }
+        // All saturated: they still serve, but an open breaker never does.
+        workers[0].handle.beginRequest()
+        for i in 0..<60 {
+            #expect(try selector.select(model: "m", request: .init(key: "user-\(i)")).get().id != workers[2].id)
+        }
+    }
+
     @Test("Tried workers are skipped; when all are saturated they still serve")
     func exclusionAndSaturation() throws {
         let (registry, workers) = try registry([("http://a:1", "m", 50, 1, 1), ("http://b:1", "m", 50, 1, 1)])

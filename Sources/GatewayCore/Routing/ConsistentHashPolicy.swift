@@ -14,22 +14,25 @@ public final class ConsistentHashPolicy: RoutingPolicy {
 
     private struct Ring {
         let version: UInt64
-        /// Sorted by point.
-        let points: [(point: UInt64, worker: WorkerID)]
+        /// Sorted by point; `index`: the worker's place in the snapshot's list for the model.
+        let points: [(point: UInt64, worker: WorkerID, index: Int)]
     }
 
     private let rings = Mutex<[String: Ring]>([:])
 
     public init() {}
 
+    /// A worker that owns the key and is available is also the filtered list's pick
+    /// (the clockwise walk stops at it either way).
+    public var picksIndependently: Bool { true }
+
     public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
         guard let key = request.key, !key.isEmpty, eligible.count > 1 else {
             if eligible.count == 1 { return eligible[0] }
             var generator = SystemRandomNumberGenerator()
-            return eligible[CostWeight.randomIndex(eligible, using: &generator)]
+            return eligible[CostWeight.randomIndex(eligible, equalCosts: CostWeight.allEqual(eligible, model: model, snapshot: snapshot), using: &generator)]
         }
         let ring = self.ring(for: model, all: all, version: snapshot.version)
-        let byID = Dictionary(eligible.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let hash = Self.hash(Array(key.utf8))
         let points = ring.points
         // First point >= hash (binary search), then clockwise to an eligible worker.
@@ -39,6 +42,11 @@ public final class ConsistentHashPolicy: RoutingPolicy {
             let mid = (low + high) / 2
             if points[mid].point < hash { low = mid + 1 } else { high = mid }
         }
+        if snapshot.isWholeGroup(eligible, model: model) {
+            // Every worker is eligible: the first point's owner it is.
+            return all[points[low % points.count].index]
+        }
+        let byID = Dictionary(eligible.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         for step in 0..<points.count {
             if let candidate = byID[points[(low + step) % points.count].worker] { return candidate }
         }
@@ -54,12 +62,12 @@ public final class ConsistentHashPolicy: RoutingPolicy {
 
     private func ring(for model: String, all: [RouteCandidate], version: UInt64) -> Ring {
         if let ring = rings.withLock({ $0[model] }), ring.version == version { return ring }
-        var points: [(point: UInt64, worker: WorkerID)] = []
+        var points: [(point: UInt64, worker: WorkerID, index: Int)] = []
         points.reserveCapacity(all.count * Self.virtualNodes)
-        for candidate in all {
+        for (index, candidate) in all.enumerated() {
             let base = Array(candidate.url.description.utf8)
             for node in 0..<Self.virtualNodes {
-                points.append((Self.hash(base + Array("#\(node)".utf8)), candidate.id))
+                points.append((Self.hash(base + Array("#\(node)".utf8)), candidate.id, index))
             }
         }
         points.sort { $0.point < $1.point }

@@ -22,6 +22,12 @@ public struct RoutingRequest: Sendable {
 public protocol RoutingPolicy: Sendable {
     var name: String { get }
     func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate
+    /// Whether a pick from the whole list may stand when the picked worker passes the
+    /// availability checks. True when the pick does not depend on which other workers
+    /// are available (random, round robin, power of two): the selector then checks one
+    /// worker instead of every one. Cache-aware and consistent-hash picks do depend on
+    /// it, so they always get the filtered list.
+    var picksIndependently: Bool { get }
     /// Periodic housekeeping (cache-aware eviction); `liveWorkers` are the workers
     /// still registered (healthy or not).
     func maintain(liveWorkers: Set<WorkerID>)
@@ -29,6 +35,7 @@ public protocol RoutingPolicy: Sendable {
 
 extension RoutingPolicy {
     public func maintain(liveWorkers: Set<WorkerID>) {}
+    public var picksIndependently: Bool { false }
 }
 
 /// The policies `--policy` names.
@@ -54,9 +61,15 @@ enum CostWeight {
         return candidates.allSatisfy { $0.cost == first }
     }
 
-    /// A weighted random index.
-    static func randomIndex(_ candidates: [RouteCandidate], using generator: inout some RandomNumberGenerator) -> Int {
-        if allEqual(candidates) { return Int.random(in: 0..<candidates.count, using: &generator) }
+    /// `allEqual`, known without a scan when `candidates` is the model's whole group.
+    static func allEqual(_ candidates: [RouteCandidate], model: String, snapshot: RoutingSnapshot) -> Bool {
+        if snapshot.isWholeGroup(candidates, model: model), let uniformity = snapshot.uniformity[model] { return uniformity.sameCost }
+        return allEqual(candidates)
+    }
+
+    /// A weighted random index (`equalCosts`: the caller knows every weight is the same).
+    static func randomIndex(_ candidates: [RouteCandidate], equalCosts: Bool, using generator: inout some RandomNumberGenerator) -> Int {
+        if equalCosts { return Int.random(in: 0..<candidates.count, using: &generator) }
         let total = candidates.reduce(0) { $0 + weight($1) }
         var point = Double.random(in: 0..<total, using: &generator)
         for (index, candidate) in candidates.enumerated() {
@@ -77,12 +90,13 @@ enum CostWeight {
 /// Uniformly random (weighted by cost).
 public final class RandomPolicy: RoutingPolicy {
     public let name = PolicyName.random.rawValue
+    public var picksIndependently: Bool { true }
 
     public init() {}
 
     public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
         var generator = SystemRandomNumberGenerator()
-        return eligible[CostWeight.randomIndex(eligible, using: &generator)]
+        return eligible[CostWeight.randomIndex(eligible, equalCosts: CostWeight.allEqual(eligible, model: model, snapshot: snapshot), using: &generator)]
     }
 }
 
@@ -92,6 +106,7 @@ public final class RandomPolicy: RoutingPolicy {
 /// different costs it is smooth weighted round robin (as nginx), weights 1/cost.
 public final class RoundRobinPolicy: RoutingPolicy {
     public let name = PolicyName.roundRobin.rawValue
+    public var picksIndependently: Bool { true }
 
     private struct ModelState {
         var next = 0
@@ -106,7 +121,7 @@ public final class RoundRobinPolicy: RoutingPolicy {
         state.withLock { states in
             var modelState = states[model] ?? ModelState()
             defer { states[model] = modelState }
-            if CostWeight.allEqual(eligible) {
+            if CostWeight.allEqual(eligible, model: model, snapshot: snapshot) {
                 let index = modelState.next % eligible.count
                 modelState.next = (index + 1) % max(eligible.count, 1)
                 return eligible[index]
@@ -140,14 +155,16 @@ public final class RoundRobinPolicy: RoutingPolicy {
 /// Two random workers (weighted by cost); the one with less load × cost wins.
 public final class PowerOfTwoPolicy: RoutingPolicy {
     public let name = PolicyName.powerOfTwo.rawValue
+    public var picksIndependently: Bool { true }
 
     public init() {}
 
     public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
         guard eligible.count > 1 else { return eligible[0] }
         var generator = SystemRandomNumberGenerator()
-        let first = CostWeight.randomIndex(eligible, using: &generator)
-        var second = CostWeight.randomIndex(eligible, using: &generator)
+        let equalCosts = CostWeight.allEqual(eligible, model: model, snapshot: snapshot)
+        let first = CostWeight.randomIndex(eligible, equalCosts: equalCosts, using: &generator)
+        var second = CostWeight.randomIndex(eligible, equalCosts: equalCosts, using: &generator)
         if second == first { second = (first + 1 + Int.random(in: 0..<(eligible.count - 1), using: &generator)) % eligible.count }
         let a = eligible[first]
         let b = eligible[second]

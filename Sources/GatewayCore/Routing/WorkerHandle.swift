@@ -151,11 +151,30 @@ public final class RoutingSnapshot: Sendable {
     public let candidatesByModel: [String: [RouteCandidate]]
     /// Every model a ready worker serves, healthy or not (to tell "unknown model" from "no worker now").
     public let knownModels: Set<String>
+    /// Per model: whether all its candidates share one priority, and one cost (worked out
+    /// once per snapshot, so a request need not scan the list to know).
+    public let uniformity: [String: Uniformity]
+
+    public struct Uniformity: Sendable, Equatable {
+        public let samePriority: Bool
+        public let sameCost: Bool
+    }
 
     public init(version: UInt64, candidatesByModel: [String: [RouteCandidate]], knownModels: Set<String>) {
         self.version = version
         self.candidatesByModel = candidatesByModel
         self.knownModels = knownModels
+        self.uniformity = candidatesByModel.mapValues { list in
+            guard let first = list.first else { return Uniformity(samePriority: true, sameCost: true) }
+            return Uniformity(
+                samePriority: list.allSatisfy { $0.priority == first.priority }, sameCost: list.allSatisfy { $0.cost == first.cost }
+            )
+        }
+    }
+
+    /// Whether `eligible` (drawn from `model`'s candidates) is all of them.
+    func isWholeGroup(_ eligible: [RouteCandidate], model: String) -> Bool {
+        eligible.count == candidatesByModel[model]?.count
     }
 
     public static let empty = RoutingSnapshot(version: 0, candidatesByModel: [:], knownModels: [])

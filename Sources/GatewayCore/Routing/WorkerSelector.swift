@@ -53,24 +53,47 @@ public struct WorkerSelector: Sendable {
         case .failure(let failure): return .failure(failure)
         }
         let all = snapshot.candidatesByModel[model] ?? []
-        // Fast path, the common case: nothing excluded, every worker of one priority,
-        // unsaturated, breaker letting it through. The whole list is then the tier, and
-        // nothing is copied (a copy per candidate per request dominated large fleets).
         var passed = 0
         var breakerRefused = false
-        if excluded.isEmpty, let priority = all.first?.priority {
-            while passed < all.count {
-                if all[passed].priority != priority || all[passed].isSaturated { break }
-                if !all[passed].handle.breakerAllows(at: now).allowed {
-                    breakerRefused = true
-                    break
+        if excluded.isEmpty, let first = all.first {
+            if policy.picksIndependently, snapshot.uniformity[model]?.samePriority == true {
+                // Fastest path: one priority, so any available worker is in the top tier;
+                // the policy picks from the whole list and only its pick is checked.
+                let pick = policy.select(all, all: all, model: model, request: request, snapshot: snapshot)
+                if !pick.isSaturated {
+                    if pick.handle.breakerAllows(at: now).allowed { return .success(pick) }
+                    // Refused: the full check below must not ask its breaker again.
+                    return selectFiltered(all, model: model, request: request, snapshot: snapshot, excluded: [pick.id], now: now)
                 }
-                passed += 1
-            }
-            if passed == all.count {
-                return .success(policy.select(all, all: all, model: model, request: request, snapshot: snapshot))
+            } else {
+                // Fast path: nothing excluded, every worker of one priority, unsaturated,
+                // breaker letting it through. The whole list is then the tier, and nothing
+                // is copied (a copy per candidate per request dominated large fleets).
+                while passed < all.count {
+                    if all[passed].priority != first.priority || all[passed].isSaturated { break }
+                    if !all[passed].handle.breakerAllows(at: now).allowed {
+                        breakerRefused = true
+                        break
+                    }
+                    passed += 1
+                }
+                if passed == all.count {
+                    return .success(policy.select(all, all: all, model: model, request: request, snapshot: snapshot))
+                }
             }
         }
+        return selectFiltered(all, model: model, request: request, snapshot: snapshot, excluded: excluded, now: now, passed: passed, breakerRefused: breakerRefused)
+    }
+
+    /// Availability checked worker by worker, then priority, then the policy.
+    ///
+    /// - Parameters:
+    ///   - passed: the first `passed` candidates already passed every check.
+    ///   - breakerRefused: the candidate at `passed` was just refused by its breaker.
+    private func selectFiltered(
+        _ all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot, excluded: Set<WorkerID>,
+        now: ContinuousClock.Instant, passed: Int = 0, breakerRefused: Bool = false
+    ) -> Result<RouteCandidate, SelectionFailure> {
         // The first `passed` candidates passed every check above; the rest are checked
         // here (a breaker is asked once per request: asking may move it to half-open).
         var available = Array(all[0..<passed])
