@@ -20,7 +20,7 @@ import Synchronization
 final class InferenceProxy: Sendable {
     let selector: WorkerSelector
     let registry: WorkerRegistry
-    /// Plain-HTTP workers: the gateway's own client, on the request's event loop.
+    /// Plain-HTTP workers: the gateway's own HTTP/1.1 client.
     let upstream: UpstreamHTTPClient
     /// HTTPS workers.
     let client: HTTPClient
