@@ -189,6 +189,23 @@ struct WorkerSelectorTests {
         }
     }
 
+    @Test("What policies derive from a snapshot is never reused for another, even one with the same version number")
+    func derivedStatePerSnapshot() throws {
+        let text = Array("system: you are helpful. user: hello".utf8)
+        let cacheAware = CacheAwarePolicy()
+        let hashing = ConsistentHashPolicy()
+        for _ in 0..<2 {
+            let list = try candidates(3)
+            let snap = snapshot(list, version: 1)
+            for i in 0..<5 {
+                let cached = cacheAware.select(list, all: list, model: "m", request: .init(text: text), snapshot: snap)
+                #expect(list.contains { $0.id == cached.id })
+                let hashed = hashing.select(list, all: list, model: "m", request: .init(key: "user-\(i)"), snapshot: snap)
+                #expect(list.contains { $0.id == hashed.id })
+            }
+        }
+    }
+
     @Test("Tried workers are skipped; when all are saturated they still serve")
     func exclusionAndSaturation() throws {
         let (registry, workers) = try registry([("http://a:1", "m", 50, 1, 1), ("http://b:1", "m", 50, 1, 1)])

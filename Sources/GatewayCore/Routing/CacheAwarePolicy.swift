@@ -31,6 +31,9 @@ public final class CacheAwarePolicy: RoutingPolicy {
     public let name = PolicyName.cacheAware.rawValue
     public let configuration: Configuration
     private let trees = Mutex<[String: PrefixTree]>([:])
+    /// Per model, the ids of a snapshot's whole candidate list (built once per snapshot,
+    /// not per request; the snapshot is held so its identity cannot be reused).
+    private let groupIDs = Mutex<[String: (snapshot: RoutingSnapshot, ids: Set<WorkerID>)]>([:])
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -48,26 +51,42 @@ public final class CacheAwarePolicy: RoutingPolicy {
             } else if imbalanced {
                 chosen = leastPressure(eligible)
             } else {
-                chosen = choose(eligible, text: text, tree: trees[model] ?? PrefixTree())
+                chosen = choose(eligible, ids: ids(of: eligible, model: model, snapshot: snapshot), text: text, tree: trees[model] ?? PrefixTree())
             }
             trees[model, default: PrefixTree()].insert(text, tenant: chosen.id)
             return chosen
         }
     }
 
-    private func choose(_ eligible: [RouteCandidate], text: [UInt8], tree: PrefixTree) -> RouteCandidate {
-        let ids = Set(eligible.map(\.id))
+    /// The ids of `eligible`; for a snapshot's whole list, made once per snapshot.
+    private func ids(of eligible: [RouteCandidate], model: String, snapshot: RoutingSnapshot) -> Set<WorkerID> {
+        guard snapshot.isWholeGroup(eligible, model: model) else { return Set(eligible.map(\.id)) }
+        return groupIDs.withLock { cache in
+            if let cached = cache[model], cached.snapshot === snapshot { return cached.ids }
+            let ids = Set(eligible.map(\.id))
+            cache[model] = (snapshot, ids)
+            return ids
+        }
+    }
+
+    private func choose(_ eligible: [RouteCandidate], ids: Set<WorkerID>, text: [UInt8], tree: PrefixTree) -> RouteCandidate {
         let match = tree.longestMatch(text, among: ids)
         if match.length > 0, Double(match.length) / Double(text.count) > configuration.cacheThreshold {
             let holders = Set(match.tenants)
             return leastPressure(eligible.filter { holders.contains($0.id) })
         }
-        // No worker has enough of it: the one with the most room, then the least loaded.
-        return eligible.min { a, b in
-            let sa = tree.size(of: a.id)
-            let sb = tree.size(of: b.id)
-            return sa != sb ? sa < sb : CostWeight.pressure(a) < CostWeight.pressure(b)
-        }!
+        // No worker has enough of it: the one with the most room, then the least loaded
+        // (each worker's size looked up once).
+        var best = eligible[0]
+        var bestSize = tree.size(of: best.id)
+        for candidate in eligible.dropFirst() {
+            let size = tree.size(of: candidate.id)
+            if size < bestSize || (size == bestSize && CostWeight.pressure(candidate) < CostWeight.pressure(best)) {
+                best = candidate
+                bestSize = size
+            }
+        }
+        return best
     }
 
     func isImbalanced(_ eligible: [RouteCandidate]) -> Bool {
@@ -87,6 +106,8 @@ public final class CacheAwarePolicy: RoutingPolicy {
     }
 
     public func maintain(liveWorkers live: Set<WorkerID>) {
+        // Rebuilt on the next request; models that are gone leave no set behind.
+        groupIDs.withLock { $0.removeAll() }
         trees.withLock { trees in
             for model in Array(trees.keys) {
                 var tree = trees[model]!

@@ -13,7 +13,8 @@ public final class ConsistentHashPolicy: RoutingPolicy {
     public static let virtualNodes = 150
 
     private struct Ring {
-        let version: UInt64
+        /// The snapshot the ring was built for (held, so its identity cannot be reused).
+        let snapshot: RoutingSnapshot
         /// Sorted by point; `index`: the worker's place in the snapshot's list for the model.
         let points: [(point: UInt64, worker: WorkerID, index: Int)]
     }
@@ -32,7 +33,7 @@ public final class ConsistentHashPolicy: RoutingPolicy {
             var generator = SystemRandomNumberGenerator()
             return eligible[CostWeight.randomIndex(eligible, equalCosts: CostWeight.allEqual(eligible, model: model, snapshot: snapshot), using: &generator)]
         }
-        let ring = self.ring(for: model, all: all, version: snapshot.version)
+        let ring = self.ring(for: model, all: all, snapshot: snapshot)
         let hash = Self.hash(Array(key.utf8))
         let points = ring.points
         // First point >= hash (binary search), then clockwise to an eligible worker.
@@ -60,8 +61,9 @@ public final class ConsistentHashPolicy: RoutingPolicy {
         return select(candidates, all: candidates, model: model, request: RoutingRequest(key: key), snapshot: snapshot).id
     }
 
-    private func ring(for model: String, all: [RouteCandidate], version: UInt64) -> Ring {
-        if let ring = rings.withLock({ $0[model] }), ring.version == version { return ring }
+    /// `all` is `snapshot`'s list for `model`; the ring is rebuilt when the snapshot changes.
+    private func ring(for model: String, all: [RouteCandidate], snapshot: RoutingSnapshot) -> Ring {
+        if let ring = rings.withLock({ $0[model] }), ring.snapshot === snapshot { return ring }
         var points: [(point: UInt64, worker: WorkerID, index: Int)] = []
         points.reserveCapacity(all.count * Self.virtualNodes)
         for (index, candidate) in all.enumerated() {
@@ -71,7 +73,7 @@ public final class ConsistentHashPolicy: RoutingPolicy {
             }
         }
         points.sort { $0.point < $1.point }
-        let ring = Ring(version: version, points: points)
+        let ring = Ring(snapshot: snapshot, points: points)
         rings.withLock { $0[model] = ring }
         return ring
     }

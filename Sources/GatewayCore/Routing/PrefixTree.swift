@@ -71,17 +71,20 @@ public struct PrefixTree: Sendable {
         let bytes = Array(text)
         var node = root
         var index = 0
-        var best: (length: Int, tenants: [WorkerID]) = (0, [])
+        var best: (length: Int, node: Node?) = (0, nil)
+        // Walk down while some allowed worker holds the path; the holders are listed
+        // once, for the deepest such node (not at every level: a node near the root
+        // lists nearly every worker).
         while index < bytes.count, let child = node.children[bytes[index]] {
-            let holders = child.tenants.keys.filter { allowed.contains($0) }
-            if holders.isEmpty { break }
+            if !child.tenants.keys.contains(where: allowed.contains) { break }
             let common = Self.commonPrefix(child.edge, bytes, from: index)
-            best = (index + common, holders)
+            best = (index + common, child)
             if common < child.edge.count { break }
             index += common
             node = child
         }
-        return best
+        guard let holder = best.node else { return (0, []) }
+        return (best.length, holder.tenants.keys.filter { allowed.contains($0) })
     }
 
     /// Drops `tenant` from the tree.

@@ -145,7 +145,7 @@ public struct RouteCandidate: Sendable {
 /// An immutable view of the routable workers, rebuilt by the registry on every
 /// change that affects routing, and read by every request without copying.
 public final class RoutingSnapshot: Sendable {
-    /// Increases with every rebuild (policies cache derived structures by it).
+    /// Increases with every rebuild. (Policies cache what they derive per snapshot instance.)
     public let version: UInt64
     /// Ready and healthy workers per model, in registration order.
     public let candidatesByModel: [String: [RouteCandidate]]
