@@ -17,6 +17,15 @@ public struct JSONWriter: Sendable {
     /// The document written so far, as a string.
     public var string: String { String(decoding: bytes, as: UTF8.self) }
 
+    /// Hands over the bytes written so far and goes on with an empty buffer (of the same
+    /// capacity) in the same place of the document: a large document leaves in pieces.
+    public mutating func takeBytes() -> [UInt8] {
+        var taken: [UInt8] = []
+        taken.reserveCapacity(bytes.capacity)
+        swap(&taken, &bytes)
+        return taken
+    }
+
     @inline(__always)
     private mutating func separate() {
         if afterKey {
@@ -63,7 +72,33 @@ public struct JSONWriter: Sendable {
 
     public mutating func int<T: BinaryInteger>(_ value: T) {
         separate()
-        bytes.append(contentsOf: String(value).utf8)
+        if let small = Int64(exactly: value) {
+            writeDigits(small)
+        } else {
+            bytes.append(contentsOf: String(value).utf8)
+        }
+    }
+
+    /// Decimal digits without building a String.
+    private mutating func writeDigits(_ value: Int64) {
+        if value == 0 {
+            bytes.append(UInt8(ascii: "0"))
+            return
+        }
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            while magnitude > 0 {
+                buffer[count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            }
+        }
+        withUnsafeBytes(of: &digits) { buffer in
+            for index in stride(from: count - 1, through: 0, by: -1) { bytes.append(buffer[index]) }
+        }
     }
 
     public mutating func double(_ value: Double) {
@@ -132,6 +167,16 @@ public struct JSONWriter: Sendable {
         bytes.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { utf8 in
+            // Most strings need no escape: one check per byte, then one copy.
+            var clean = true
+            for b in utf8 where b < 0x20 || b == 0x22 || b == 0x5C {
+                clean = false
+                break
+            }
+            if clean {
+                bytes.append(contentsOf: utf8)
+                return
+            }
             var runStart = 0
             for (i, b) in utf8.enumerated() {
                 let escape: UInt8?

@@ -51,6 +51,44 @@ struct WorkerRegistrationTests {
         }
     }
 
+    @Test("GET /workers past 1,000 workers leaves in pieces (chunked) and is one whole document")
+    func largeListInPieces() async throws {
+        try await TestGateway.with { gw in
+            func register(_ range: Range<Int>) async throws {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for lane in 0..<8 {
+                        group.addTask {
+                            for index in stride(from: range.lowerBound + lane, to: range.upperBound, by: 8) {
+                                _ = try await gw.addWorker(
+                                    url: "http://127.0.0.1:9/w\(index)", extra: #""model_id": "m", "runtime": "sglang", "disable_health_check": true"#
+                                )
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            let many = Int64(RESTAPI.listInOnePiece + 200)
+            try await register(0..<RESTAPI.listInOnePiece)
+            let whole = try await gw.get("/workers")
+            #expect(whole.headers.first(name: "content-length") == String(whole.body.count))
+            #expect(whole.json["total"]?.intValue == Int64(RESTAPI.listInOnePiece))
+
+            try await register(RESTAPI.listInOnePiece..<(RESTAPI.listInOnePiece + 200))
+            let pieces = try await gw.get("/workers")
+            #expect(pieces.status == 200)
+            #expect(pieces.headers.first(name: "content-length") == nil)
+            #expect(pieces.headers.first(name: "transfer-encoding")?.lowercased() == "chunked")
+            #expect(pieces.body.count > 60 * 1024 * 4)
+            let document = pieces.json
+            let listed = document["workers"]?.arrayValue ?? []
+            #expect(document["total"]?.intValue == many)
+            #expect(Int64(listed.count) == many)
+            #expect(Int64(Set(listed.compactMap { $0["url"]?.stringValue }).count) == many)
+            #expect(document["stats"]?["regular_count"]?.intValue == many)
+        }
+    }
+
     @Test("The same URL in any equivalent spelling gives the same id")
     func sameURLSameID() async throws {
         try await withSimWorkers(1) { _, urls in

@@ -51,11 +51,35 @@ struct RESTAPI: Sendable {
 
     func listWorkers() -> Response {
         let workers = service.list()
-        // About 450 bytes per worker: reserved once instead of grown by doubling.
-        return JSONResponse.make(capacity: 256 + workers.count * 512) { json in
-            WorkerJSON.writeList(workers, to: &json)
+        guard workers.count > Self.listInOnePiece else {
+            // About 450 bytes per worker: reserved once instead of grown by doubling.
+            return JSONResponse.make(capacity: 256 + workers.count * 512) { json in
+                WorkerJSON.writeList(workers, to: &json)
+            }
         }
+        // A large fleet's list leaves in pieces as it is written: no buffer of megabytes
+        // (twice: the document, then its copy into the body) per call.
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            // Pieces stay under 64 KiB (a worker is about 450 bytes): buffers of that size
+            // are reused from the heap rather than mapped afresh per call.
+            let chunkSize = 60 * 1024
+            var json = JSONWriter(capacity: 64 * 1024)
+            WorkerJSON.beginList(&json)
+            let now = ContinuousClock.now
+            for worker in workers {
+                WorkerJSON.write(worker, now: now, to: &json)
+                if json.bytes.count >= chunkSize { try await writer.write(ByteBuffer(bytes: json.takeBytes())) }
+            }
+            WorkerJSON.endList(workers, &json)
+            try await writer.write(ByteBuffer(bytes: json.bytes))
+            try await writer.finish(nil)
+        })
     }
+
+    /// Lists up to this many workers are answered in one piece, with a Content-Length.
+    static let listInOnePiece = 1_000
 
     func addWorker(_ request: Request) async throws(GatewayError) -> Response {
         let body = try await request.collectBody(limit: configuration.http.maxControlBodyBytes)

@@ -48,20 +48,29 @@ enum WorkerJSON {
 
     /// `GET /workers`.
     static func writeList(_ workers: [Worker], to json: inout JSONWriter) {
+        beginList(&json)
         let now = ContinuousClock.now
-        var prefill = 0
-        var decode = 0
-        var regular = 0
+        for worker in workers { write(worker, now: now, to: &json) }
+        endList(workers, &json)
+    }
+
+    /// `GET /workers` in pieces: `beginList`, ``write(_:now:to:)`` per worker, `endList`.
+    static func beginList(_ json: inout JSONWriter) {
         json.beginObject()
         json.key("workers")
         json.beginArray()
+    }
+
+    static func endList(_ workers: [Worker], _ json: inout JSONWriter) {
+        var prefill = 0
+        var decode = 0
+        var regular = 0
         for worker in workers {
             switch worker.spec.workerType {
             case .prefill: prefill += 1
             case .decode: decode += 1
             case .regular: regular += 1
             }
-            write(worker, now: now, to: &json)
         }
         json.endArray()
         json.field("total", workers.count)
