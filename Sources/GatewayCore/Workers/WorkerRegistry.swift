@@ -288,6 +288,16 @@ public final class WorkerRegistry: Sendable {
         state.withLock { state in state.order.compactMap { state.entries[$0]?.worker } }
     }
 
+    /// The workers for which `include` holds, in registration order; only those are copied.
+    public func workers(where include: (Worker) -> Bool) -> [Worker] {
+        state.withLock { state in
+            state.order.compactMap { id in
+                guard let worker = state.entries[id]?.worker, include(worker) else { return nil }
+                return worker
+            }
+        }
+    }
+
     /// Workers that routing may use, in registration order.
     public func routableWorkers() -> [Worker] {
         state.withLock { state in

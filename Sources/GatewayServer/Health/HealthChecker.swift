@@ -30,7 +30,8 @@ final class HealthChecker: Service {
         var nextDue: [WorkerID: ContinuousClock.Instant] = [:]
         while !Task.isCancelled {
             let now = ContinuousClock.now
-            let workers = registry.workers().filter { $0.phase == .ready && !$0.spec.healthCheck.disabled }
+            // Filtered under the registry's lock: a fleet with checks off costs no copy a second.
+            let workers = registry.workers { $0.phase == .ready && !$0.spec.healthCheck.disabled }
             var due: [Worker] = []
             var live = Set<WorkerID>()
             var tick = Duration.seconds(1)
