@@ -40,6 +40,32 @@ struct JSONWriterTests {
         }
     }
 
+    @Test func integersAtTheEdges() {
+        let values: [Int64] = [0, 7, -7, 10, -10, 1_234_567_890, .max, .min]
+        #expect(written { w in
+            w.beginArray()
+            for v in values { w.int(v) }
+            w.int(UInt64.max)
+            w.endArray()
+        } == "[" + values.map(String.init).joined(separator: ",") + ",\(UInt64.max)]")
+    }
+
+    @Test func takeBytesHandsOverPiecesOfOneDocument() throws {
+        var writer = JSONWriter()
+        var pieces: [UInt8] = []
+        writer.beginArray()
+        for i in 0..<100 {
+            writer.int(i)
+            if i % 7 == 0 { pieces += writer.takeBytes() }
+        }
+        writer.endArray()
+        pieces += writer.takeBytes()
+        #expect(writer.bytes.isEmpty)
+        let whole = try JSONParser.parse(pieces)
+        #expect(whole.arrayValue?.count == 100)
+        #expect(String(decoding: pieces, as: UTF8.self) == "[" + (0..<100).map(String.init).joined(separator: ",") + "]")
+    }
+
     @Test func keysAreEscaped() {
         let value: JSONValue = .object(["a\"b\n": .int(1)])
         #expect(value.jsonString == #"{"a\"b\n":1}"#)

@@ -24,9 +24,9 @@ public protocol RoutingPolicy: Sendable {
     func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate
     /// Whether a pick from the whole list may stand when the picked worker passes the
     /// availability checks. True when the pick does not depend on which other workers
-    /// are available (random, round robin, power of two): the selector then checks one
-    /// worker instead of every one. Cache-aware and consistent-hash picks do depend on
-    /// it, so they always get the filtered list.
+    /// are available (random, round robin, power of two, consistent hash): the selector
+    /// then checks one worker instead of every one. Cache-aware picks do depend on it
+    /// (the worker with the most room among those available), so it gets the filtered list.
     var picksIndependently: Bool { get }
     /// Periodic housekeeping (cache-aware eviction); `liveWorkers` are the workers
     /// still registered (healthy or not).
