@@ -264,6 +264,26 @@ struct EnvelopeRoundTripTests {
         #expect(try roundTrip(envelope) == envelope, "\(field)")
     }
 
+    /// The C structs of a message are cut from slabs that grow from 1 KiB to 64 KiB;
+    /// single allocations larger than a slab, and messages spanning many slabs, must
+    /// come back intact.
+    @Test func largeMessagesSpanningManySlabsRoundTrip() throws {
+        let long = String(repeating: "abcdefghij", count: 300)  // 3,000 bytes: more than the first slab
+        var workers: [Wire.WorkerInfo] = []
+        for i in 0..<2_000 {
+            var worker = fullWorker
+            worker.id = "worker-\(i)"
+            worker.url = "http://10.0.\(i / 250).\(i % 250):8000"
+            worker.modelID = i % 100 == 0 ? long : "model-\(i % 7)"
+            worker.metadata = ["n": String(i), "blob": i % 500 == 0 ? String(repeating: "x", count: 20_000) : "small"]
+            workers.append(worker)
+        }
+        let envelope = Wire.Envelope(streamID: 3, body: .listWorkersReply(.init(workers: workers, total: 2_000, stats: .init(regularCount: 2_000))))
+        #expect(try roundTrip(envelope) == envelope)
+        let single = Wire.Envelope(streamID: 4, body: .error(.init(code: "INTERNAL", message: long, httpStatus: 500)))
+        #expect(try roundTrip(single) == single)
+    }
+
     @Test func emptyPayloadIsAnEmptyEnvelope() throws {
         #expect(try Wire.Envelope(serializedBytes: [UInt8]()) == Wire.Envelope(streamID: 0, body: nil))
         #expect(try Wire.Envelope(payload: ByteBuffer()) == Wire.Envelope(streamID: 0, body: nil))

@@ -7,7 +7,18 @@ import GatewayProto
 /// is packed, and everything is released at once when the arena goes away. Never
 /// escapes the function that creates it (C pointers stay inside GatewayWire).
 final class Arena {
+    /// Slabs and large blocks, freed together.
     private var blocks: [UnsafeMutableRawPointer] = []
+    /// The slab small allocations are cut from (bump allocation: a message of 10,000
+    /// workers needs hundreds of thousands of small structs and strings).
+    private var slab: UnsafeMutableRawPointer?
+    private var slabUsed = 0
+    private var slabCapacity = 0
+    /// The next slab's size: 1 KiB first (most messages are small), doubling up to
+    /// 64 KiB, below glibc's mmap threshold so slabs come from the heap.
+    private var nextSlabSize = 1024
+    private static let maxSlabSize = 64 * 1024
+    private static let slabAlignment = 16
 
     init() {
         blocks.reserveCapacity(16)
@@ -19,12 +30,27 @@ final class Arena {
 
     /// Uninitialised storage for `count` values of `T`.
     func allocate<T>(_: T.Type, count: Int = 1) -> UnsafeMutablePointer<T> {
-        let raw = UnsafeMutableRawPointer.allocate(
-            byteCount: max(MemoryLayout<T>.stride * count, 1),
-            alignment: MemoryLayout<T>.alignment
-        )
-        blocks.append(raw)
-        return raw.bindMemory(to: T.self, capacity: count)
+        let size = max(MemoryLayout<T>.stride * count, 1)
+        let alignment = MemoryLayout<T>.alignment
+        precondition(alignment <= Self.slabAlignment)
+        if size > Self.maxSlabSize / 4 {
+            // Large (a long pointer array): a block of its own.
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: alignment)
+            blocks.append(raw)
+            return raw.bindMemory(to: T.self, capacity: count)
+        }
+        var offset = (slabUsed + alignment - 1) & ~(alignment - 1)
+        if slab == nil || offset + size > slabCapacity {
+            let capacity = max(nextSlabSize, size)
+            nextSlabSize = min(nextSlabSize * 2, Self.maxSlabSize)
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: Self.slabAlignment)
+            blocks.append(raw)
+            slab = raw
+            slabCapacity = capacity
+            offset = 0
+        }
+        slabUsed = offset + size
+        return (slab! + offset).bindMemory(to: T.self, capacity: count)
     }
 
     /// A message struct initialised by its generated `*__init` function.
