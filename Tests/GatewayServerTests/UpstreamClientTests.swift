@@ -290,6 +290,20 @@ struct UpstreamClientTests {
         }
     }
 
+    @Test("A caller cancelled before the call starts gets CancellationError at once; nothing is sent")
+    func cancelledBeforeStart() async throws {
+        let worker = try await ScriptedWorker { _ in ScriptedWorker.ok("{}") }
+        defer { Task { await worker.close() } }
+        try await Self.withClient { client in
+            let call = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await client.execute(Self.request(worker.port), deadline: Self.soon())
+            }
+            await #expect(throws: CancellationError.self) { _ = try await call.value }
+        }
+        #expect(worker.requests.isEmpty)
+    }
+
     @Test("Nothing listening: the failure reads as a refused connection")
     func refused() async throws {
         let worker = try await ScriptedWorker { _ in .silent }

@@ -179,6 +179,8 @@ final class UpstreamExchange: @unchecked Sendable {
     private var deadlineTask: Scheduled<Void>?
     private(set) var connection: UpstreamConnectionHandler?
     private(set) var isDone = false
+    /// Why the exchange failed, once it has.
+    private var failure: (any Error)?
     /// Whether any byte of the answer arrived (then a failure cannot be retried).
     private(set) var receivedAnswer = false
     /// Whether the consumer wants more of the body (backpressure).
@@ -190,6 +192,11 @@ final class UpstreamExchange: @unchecked Sendable {
     }
 
     func start(_ continuation: CheckedContinuation<UpstreamResponse, any Error>, deadline: NIODeadline, pool: UpstreamConnectionPool) {
+        guard !isDone else {
+            // Cancelled before it started (the cancellation handler ran first).
+            continuation.resume(throwing: failure ?? CancellationError())
+            return
+        }
         self.continuation = continuation
         deadlineTask = loop.scheduleTask(deadline: deadline) { [self] in
             fail(UpstreamClientError.deadlineExceeded)
@@ -238,6 +245,7 @@ final class UpstreamExchange: @unchecked Sendable {
     func fail(_ error: any Error) {
         guard !isDone else { return }
         isDone = true
+        failure = error
         deadlineTask?.cancel()
         if let continuation {
             self.continuation = nil
