@@ -290,6 +290,50 @@ struct UpstreamClientTests {
         }
     }
 
+    @Test("Small known-length answers come whole with the head; larger ones and event streams stream")
+    func wholeAnswers() async throws {
+        let sse = "data: {\"x\":1}\n\n"
+        let worker = try await ScriptedWorker { i in
+            switch i {
+            case 0: ScriptedWorker.ok(#"{"n":0}"#)
+            case 1: .large(size: 4096)
+            default: .bytes("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: \(sse.utf8.count)\r\n\r\n\(sse)", close: false)
+            }
+        }
+        defer { Task { await worker.close() } }
+        func isWhole(_ body: UpstreamBody) -> Bool {
+            if case .whole = body.backing { return true }
+            return false
+        }
+        try await Self.withClient { client in
+            var request = Self.request(worker.port)
+            request.wholeAnswerLimit = 1024
+            let small = try await client.execute(request, deadline: Self.soon())
+            #expect(isWhole(small.body))
+            #expect(String(buffer: try await small.body.collect(upTo: 1024)) == #"{"n":0}"#)
+            let large = try await client.execute(request, deadline: Self.soon())
+            #expect(!isWhole(large.body))
+            #expect(try await large.body.collect(upTo: 8192).readableBytes == 4096)
+            let stream = try await client.execute(request, deadline: Self.soon())
+            #expect(!isWhole(stream.body))
+            #expect(String(buffer: try await stream.body.collect(upTo: 1024)) == sse)
+        }
+        #expect(worker.connections == 1)
+    }
+
+    @Test("A whole answer cut off mid-body fails the call itself (nothing was handed over)")
+    func wholeAnswerCutOff() async throws {
+        let worker = try await ScriptedWorker { _ in .bytes("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"half\"", close: true) }
+        defer { Task { await worker.close() } }
+        try await Self.withClient { client in
+            var request = Self.request(worker.port)
+            request.wholeAnswerLimit = 1024
+            await #expect(throws: UpstreamClientError.remoteClosed) {
+                _ = try await client.execute(request, deadline: Self.soon())
+            }
+        }
+    }
+
     @Test("A caller cancelled before the call starts gets CancellationError at once; nothing is sent")
     func cancelledBeforeStart() async throws {
         let worker = try await ScriptedWorker { _ in ScriptedWorker.ok("{}") }

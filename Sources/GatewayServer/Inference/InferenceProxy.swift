@@ -258,7 +258,10 @@ final class InferenceProxy: Sendable {
         let started = ContinuousClock.now
         let response: UpstreamResponse
         do {
-            response = try await upstream.post(candidate.url, path: path, headers: forwarded, body: body, deadline: deadline, fallback: client)
+            // Small answers of known length come whole (they are read whole below anyway).
+            response = try await upstream.post(
+                candidate.url, path: path, headers: forwarded, body: body, deadline: deadline, wholeAnswerLimit: Self.wholeBodyLimit, fallback: client
+            )
         } catch {
             load.release()
             // The client went away (or cancelled its call): not the worker's fault.

@@ -32,6 +32,10 @@ final class UpstreamHTTPClient: Sendable {
         var path: String
         var headers: HTTPHeaders
         var body: ByteBuffer
+        /// An answer that is not an event stream and announces at most this many bytes is
+        /// handed over whole, once its last byte is in (one wake-up of the caller instead
+        /// of one for the head and more for the body). 0: always stream.
+        var wholeAnswerLimit = 0
     }
 
     private let group: any EventLoopGroup
@@ -70,7 +74,8 @@ final class UpstreamHTTPClient: Sendable {
     /// POSTs `body` to `path` on a worker: plain HTTP through this client, HTTPS through
     /// `fallback` (AsyncHTTPClient, which brings TLS).
     func post(
-        _ url: WorkerURL, path: String, headers: HTTPHeaders, body: ByteBuffer, deadline: NIODeadline, fallback: HTTPClient
+        _ url: WorkerURL, path: String, headers: HTTPHeaders, body: ByteBuffer, deadline: NIODeadline, wholeAnswerLimit: Int = 0,
+        fallback: HTTPClient
     ) async throws -> UpstreamResponse {
         guard url.scheme == .http else {
             var request = HTTPClientRequest(url: url.appending(path))
@@ -84,7 +89,7 @@ final class UpstreamHTTPClient: Sendable {
         let authority = url.port.map { "\(url.host):\($0)" } ?? url.host
         let request = Request(
             host: host, port: url.effectivePort, authority: authority, path: url.path + (path.hasPrefix("/") ? path : "/" + path),
-            headers: headers, body: body
+            headers: headers, body: body, wholeAnswerLimit: wholeAnswerLimit
         )
         return try await execute(request, deadline: deadline)
     }
@@ -123,6 +128,8 @@ struct UpstreamBody: AsyncSequence, Sendable {
         case producer(Producer)
         /// From AsyncHTTPClient (HTTPS workers).
         case client(HTTPClientResponse.Body)
+        /// Already complete (``UpstreamHTTPClient/Request/wholeAnswerLimit``).
+        case whole(ByteBuffer)
     }
 
     let backing: Backing
@@ -131,6 +138,7 @@ struct UpstreamBody: AsyncSequence, Sendable {
         enum Inner {
             case producer(Producer.AsyncIterator)
             case client(HTTPClientResponse.Body.AsyncIterator)
+            case whole(ByteBuffer?)
         }
 
         var inner: Inner
@@ -145,6 +153,9 @@ struct UpstreamBody: AsyncSequence, Sendable {
                 let chunk = try await iterator.next()
                 inner = .client(iterator)
                 return chunk
+            case .whole(let buffer):
+                inner = .whole(nil)
+                return buffer
             }
         }
     }
@@ -153,11 +164,16 @@ struct UpstreamBody: AsyncSequence, Sendable {
         switch backing {
         case .producer(let producer): AsyncIterator(inner: .producer(producer.makeAsyncIterator()))
         case .client(let body): AsyncIterator(inner: .client(body.makeAsyncIterator()))
+        case .whole(let buffer): AsyncIterator(inner: .whole(buffer.readableBytes > 0 ? buffer : nil))
         }
     }
 
     /// The whole body; throws ``UpstreamClientError/bodyTooLarge(limit:)`` past `limit` bytes.
     func collect(upTo limit: Int) async throws -> ByteBuffer {
+        if case .whole(let buffer) = backing {
+            guard buffer.readableBytes <= limit else { throw UpstreamClientError.bodyTooLarge(limit: limit) }
+            return buffer
+        }
         var iterator = makeAsyncIterator()
         guard var whole = try await iterator.next() else { return ByteBuffer() }
         guard whole.readableBytes <= limit else { throw UpstreamClientError.bodyTooLarge(limit: limit) }
@@ -185,6 +201,9 @@ final class UpstreamExchange: @unchecked Sendable {
     private(set) var receivedAnswer = false
     /// Whether the consumer wants more of the body (backpressure).
     private(set) var wantsMore = true
+    /// A whole answer being gathered: its head and the body so far.
+    private var heldHead: HTTPResponseHead?
+    private var held: ByteBuffer?
 
     init(loop: any EventLoop, request: UpstreamHTTPClient.Request) {
         self.loop = loop
@@ -210,8 +229,28 @@ final class UpstreamExchange: @unchecked Sendable {
 
     func receivedHead(_ head: HTTPResponseHead) {
         receivedAnswer = true
-        guard !isDone, let continuation else { return }
+        guard !isDone, continuation != nil else { return }
+        if request.wholeAnswerLimit > 0, let length = head.headers.first(name: "content-length").flatMap(Int.init),
+            length <= request.wholeAnswerLimit,
+            !(head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") ?? false)
+        {
+            // Handed over at the end, whole.
+            heldHead = head
+            held = ByteBuffer()
+            held!.reserveCapacity(length)
+            return
+        }
+        deliver(head, body: nil)
+    }
+
+    /// Resumes the caller with the head, and the body: whole, or as a stream to follow.
+    private func deliver(_ head: HTTPResponseHead, body whole: ByteBuffer?) {
+        guard let continuation else { return }
         self.continuation = nil
+        if let whole {
+            continuation.resume(returning: UpstreamResponse(status: head.status, headers: head.headers, body: UpstreamBody(backing: .whole(whole))))
+            return
+        }
         let sequence = UpstreamBody.Producer.makeSequence(
             backPressureStrategy: .init(lowWatermark: 2, highWatermark: 16),
             finishOnDeinit: true,
@@ -223,6 +262,11 @@ final class UpstreamExchange: @unchecked Sendable {
 
     func receivedBody(_ buffer: ByteBuffer) {
         receivedAnswer = true
+        if held != nil {
+            var buffer = buffer
+            held!.writeBuffer(&buffer)
+            return
+        }
         guard !isDone, let source else { return }
         switch source.yield(buffer) {
         case .produceMore: wantsMore = true
@@ -234,6 +278,11 @@ final class UpstreamExchange: @unchecked Sendable {
     /// The answer ended well.
     func receivedEnd() {
         guard !isDone else { return }
+        if let head = heldHead, let whole = held {
+            heldHead = nil
+            held = nil
+            deliver(head, body: whole)
+        }
         isDone = true
         deadlineTask?.cancel()
         connection = nil
