@@ -206,6 +206,25 @@ struct WorkerSelectorTests {
         }
     }
 
+    @Test("The routing generator spreads evenly and never repeats a value, even from several threads")
+    func routingRandom() async throws {
+        var generator = RoutingRandom()
+        var buckets = [Int](repeating: 0, count: 64)
+        for _ in 0..<64_000 { buckets[Int.random(in: 0..<64, using: &generator)] += 1 }
+        // 1,000 expected per bucket; the standard deviation is about 31.
+        #expect(buckets.allSatisfy { (800...1200).contains($0) }, "\(buckets)")
+        let values = await withTaskGroup(of: [UInt64].self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    var local = RoutingRandom()
+                    return (0..<10_000).map { _ in local.next() }
+                }
+            }
+            return await group.reduce(into: [UInt64]()) { $0 += $1 }
+        }
+        #expect(Set(values).count == 40_000)
+    }
+
     @Test("Tried workers are skipped; when all are saturated they still serve")
     func exclusionAndSaturation() throws {
         let (registry, workers) = try registry([("http://a:1", "m", 50, 1, 1), ("http://b:1", "m", 50, 1, 1)])

@@ -30,7 +30,7 @@ public final class ConsistentHashPolicy: RoutingPolicy {
     public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
         guard let key = request.key, !key.isEmpty, eligible.count > 1 else {
             if eligible.count == 1 { return eligible[0] }
-            var generator = SystemRandomNumberGenerator()
+            var generator = RoutingRandom()
             return eligible[CostWeight.randomIndex(eligible, equalCosts: CostWeight.allEqual(eligible, model: model, snapshot: snapshot), using: &generator)]
         }
         let ring = self.ring(for: model, all: all, snapshot: snapshot)

@@ -95,7 +95,7 @@ public final class RandomPolicy: RoutingPolicy {
     public init() {}
 
     public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
-        var generator = SystemRandomNumberGenerator()
+        var generator = RoutingRandom()
         return eligible[CostWeight.randomIndex(eligible, equalCosts: CostWeight.allEqual(eligible, model: model, snapshot: snapshot), using: &generator)]
     }
 }
@@ -161,7 +161,7 @@ public final class PowerOfTwoPolicy: RoutingPolicy {
 
     public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
         guard eligible.count > 1 else { return eligible[0] }
-        var generator = SystemRandomNumberGenerator()
+        var generator = RoutingRandom()
         let equalCosts = CostWeight.allEqual(eligible, model: model, snapshot: snapshot)
         let first = CostWeight.randomIndex(eligible, equalCosts: equalCosts, using: &generator)
         var second = CostWeight.randomIndex(eligible, equalCosts: equalCosts, using: &generator)

@@ -1,0 +1,22 @@
+import Synchronization
+
+/// Random numbers for spreading load: SplitMix64 over one shared atomic counter,
+/// seeded once from the system generator.
+///
+/// Not for secrets. The system generator costs a `getrandom` call per number (about
+/// 0.5 µs); a routing pick needs one or two numbers per request and no unpredictability.
+public struct RoutingRandom: RandomNumberGenerator {
+    private static let state: Atomic<UInt64> = {
+        var system = SystemRandomNumberGenerator()
+        return Atomic(system.next())
+    }()
+
+    public init() {}
+
+    public mutating func next() -> UInt64 {
+        var z = Self.state.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
