@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import GatewayJSON
+import GatewayServer
 import GatewayWire
 import NIOCore
 import NIOHTTP1
@@ -60,7 +61,7 @@ struct RESTBackend: GatewayBackend {
         if !request.apiKey.isEmpty { body["api_key"] = .string(request.apiKey) }
         if request.disableHealthCheck { body["disable_health_check"] = .bool(true) }
         if let maxLoad = request.maxLoad { body["max_load"] = .int(Int64(maxLoad)) }
-        return try await call(.POST, "/workers", body: .object(body)).json
+        return try await call(.POST, "/workers", body: ByteBuffer(bytes: JSONValue.object(body).jsonBytes)).json
     }
 
     func updateWorker(_ request: Wire.UpdateWorkerRequest) async throws -> JSONValue {
@@ -76,7 +77,7 @@ struct RESTBackend: GatewayBackend {
         if let apiKey = request.apiKey { body["api_key"] = apiKey.isEmpty ? .null : .string(apiKey) }
         // Binary: 0 removes the limit; REST: null does.
         if let maxLoad = request.maxLoad { body["max_load"] = maxLoad == 0 ? .null : .int(Int64(maxLoad)) }
-        return try await call(.PUT, "/workers/\(Self.pathSegment(request.workerID))", body: .object(body)).json
+        return try await call(.PUT, "/workers/\(Self.pathSegment(request.workerID))", body: ByteBuffer(bytes: JSONValue.object(body).jsonBytes)).json
     }
 
     // MARK: Generation
@@ -88,7 +89,7 @@ struct RESTBackend: GatewayBackend {
         return Wire.GenerateResult(
             text: choice?["text"]?.stringValue ?? choice?["message"]?["content"]?.stringValue ?? "",
             finishReason: choice?["finish_reason"]?.stringValue ?? "",
-            usage: Self.usage(answer.json["usage"]),
+            usage: OpenAIGenerate.usage(answer.json["usage"]),
             model: answer.json["model"]?.stringValue ?? "",
             workerID: answer.headers.first(name: "X-Gateway-Worker-Id") ?? "",
             requestID: answer.headers.first(name: "X-Request-Id") ?? ""
@@ -106,7 +107,7 @@ struct RESTBackend: GatewayBackend {
             workerID: response.headers.first(name: "X-Gateway-Worker-Id") ?? "",
             requestID: response.headers.first(name: "X-Request-Id") ?? ""
         )
-        var events = ServerSentEventLines()
+        var events = ServerSentEventParser()
         for try await buffer in response.body {
             for data in events.feed(buffer) where data != "[DONE]" {
                 guard let event = try? JSONParser.parse(data) else { continue }
@@ -117,7 +118,7 @@ struct RESTBackend: GatewayBackend {
                     )
                 }
                 if let model = event["model"]?.stringValue { result.model = model }
-                if let usage = Self.usage(event["usage"]) { result.usage = usage }
+                if let usage = OpenAIGenerate.usage(event["usage"]) { result.usage = usage }
                 guard let choice = event["choices"]?[0] else { continue }
                 let text = choice["text"]?.stringValue ?? choice["delta"]?["content"]?.stringValue ?? ""
                 if !text.isEmpty { onText(text) }
@@ -127,58 +128,33 @@ struct RESTBackend: GatewayBackend {
         return result
     }
 
-    /// The OpenAI request the binary protocol would make of `request`: completions for
-    /// text and token ids, chat completions for messages.
-    static func openAIRequest(_ request: Wire.GenerateRequest, stream: Bool) throws -> (path: String, body: JSONValue) {
-        var body = JSONObject()
-        if !request.model.isEmpty { body["model"] = .string(request.model) }
-        let path: String
-        switch request.input {
-        case .text(let text):
-            path = "/v1/completions"
-            body["prompt"] = .string(text)
-        case .tokenIDs(let ids):
-            path = "/v1/completions"
-            body["prompt"] = .array(ids.map { .int(Int64($0)) })
-        case .chat(let messages):
-            path = "/v1/chat/completions"
-            body["messages"] = .array(messages.map { .object(["role": .string($0.role), "content": .string($0.content)]) })
-        case nil:
-            throw RESTError.server(code: "MISSING_FIELD", message: "generate needs text, token_ids or chat", httpStatus: 400)
+    /// The OpenAI request the binary protocol would make of `request` (the server's own
+    /// builder), with `stream` as asked.
+    static func openAIRequest(_ request: Wire.GenerateRequest, stream: Bool) throws -> (path: String, body: ByteBuffer) {
+        var request = request
+        request.stream = stream
+        do {
+            return try OpenAIGenerate.httpRequest(for: request)
+        } catch {
+            throw RESTError.server(code: error.code, message: error.message, httpStatus: error.status)
         }
-        if let maxTokens = request.sampling?.maxTokens { body["max_tokens"] = .int(Int64(maxTokens)) }
-        if let temperature = request.sampling?.temperature { body["temperature"] = .double(Double(temperature)) }
-        if stream {
-            body["stream"] = .bool(true)
-            body["stream_options"] = .object(["include_usage": .bool(true)])
-        }
-        return (path, .object(body))
-    }
-
-    static func usage(_ value: JSONValue?) -> Wire.Usage? {
-        guard let value, value != .null, let prompt = value["prompt_tokens"]?.intValue else { return nil }
-        let completion = value["completion_tokens"]?.intValue ?? 0
-        return Wire.Usage(
-            promptTokens: UInt32(clamping: prompt), completionTokens: UInt32(clamping: completion),
-            totalTokens: UInt32(clamping: value["total_tokens"]?.intValue ?? prompt + completion)
-        )
     }
 
     // MARK: HTTP
 
-    private func makeRequest(_ method: HTTPMethod, _ path: String, body: JSONValue?) -> HTTPClientRequest {
+    private func makeRequest(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         if let apiKey { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: body.jsonBytes))
+            request.body = .bytes(body)
         }
         return request
     }
 
     /// One request; a non-2xx answer is thrown as `RESTError`.
-    private func call(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil, timeout: TimeAmount = .seconds(60)) async throws -> (json: JSONValue, headers: HTTPHeaders) {
+    private func call(_ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil, timeout: TimeAmount = .seconds(60)) async throws -> (json: JSONValue, headers: HTTPHeaders) {
         let response = try await client.execute(makeRequest(method, path, body: body), timeout: timeout)
         let bytes = try await response.body.collect(upTo: 64 << 20)
         let status = Int(response.status.code)
@@ -201,28 +177,5 @@ struct RESTBackend: GatewayBackend {
             }
         }
         return out
-    }
-}
-
-/// Splits a server-sent event stream into the payloads of its `data:` lines.
-struct ServerSentEventLines {
-    private var pending: [UInt8] = []
-
-    mutating func feed(_ buffer: ByteBuffer) -> [String] {
-        pending.append(contentsOf: buffer.readableBytesView)
-        var payloads: [String] = []
-        var start = 0
-        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-            var line = pending[start..<newline]
-            if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-            if line.starts(with: "data:".utf8) {
-                var payload = line.dropFirst(5)
-                if payload.first == UInt8(ascii: " ") { payload = payload.dropFirst() }
-                payloads.append(String(decoding: payload, as: UTF8.self))
-            }
-            start = newline + 1
-        }
-        pending.removeFirst(start)
-        return payloads
     }
 }

@@ -80,7 +80,7 @@ struct BinaryCalls: Sendable {
     // MARK: Generate
 
     private func generate(_ request: Wire.GenerateRequest, send: @escaping Send) async throws {
-        let (route, body) = try Self.openAIRequest(for: request)
+        let (route, body) = try OpenAIGenerate.request(for: request)
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         if !request.routingKey.isEmpty { headers[InferenceProxy.routingKeyHeader] = request.routingKey }
@@ -104,7 +104,7 @@ struct BinaryCalls: Sendable {
             try await send(
                 .generateResult(
                     Wire.GenerateResult(
-                        text: text, finishReason: choice["finish_reason"]?.stringValue ?? "", usage: Self.usage(answer["usage"]),
+                        text: text, finishReason: choice["finish_reason"]?.stringValue ?? "", usage: OpenAIGenerate.usage(answer["usage"]),
                         model: answer["model"]?.stringValue ?? "", workerID: workerID, requestID: requestID
                     )
                 )
@@ -159,7 +159,7 @@ struct BinaryCalls: Sendable {
             state.withLock { state in
                 if let model = event["model"]?.stringValue { state.model = model }
                 if let reason = event["choices"]?[0]?["finish_reason"]?.stringValue { state.finishReason = reason }
-                if let usage = BinaryCalls.usage(event["usage"]) { state.usage = usage }
+                if let usage = OpenAIGenerate.usage(event["usage"]) { state.usage = usage }
             }
         }
 
@@ -169,76 +169,6 @@ struct BinaryCalls: Sendable {
                 return state.index
             }
         }
-    }
-
-    /// The OpenAI request a binary generate becomes: completions for text and token
-    /// ids, chat completions for messages.
-    static func openAIRequest(for request: Wire.GenerateRequest) throws(GatewayError) -> (InferenceRoute, ByteBuffer) {
-        var json = JSONWriter()
-        json.beginObject()
-        if !request.model.isEmpty { json.field("model", request.model) }
-        let route: InferenceRoute
-        switch request.input {
-        case .text(let text):
-            route = .completions
-            json.field("prompt", text)
-        case .tokenIDs(let ids):
-            guard !ids.isEmpty else { throw GatewayError.invalidField("token_ids", "must not be empty") }
-            route = .completions
-            json.key("prompt")
-            json.beginArray()
-            for id in ids { json.int(id) }
-            json.endArray()
-        case .chat(let messages):
-            guard !messages.isEmpty else { throw GatewayError.invalidField("chat", "must hold at least one message") }
-            route = .chatCompletions
-            json.key("messages")
-            json.beginArray()
-            for message in messages {
-                json.beginObject()
-                json.field("role", message.role.isEmpty ? "user" : message.role)
-                json.field("content", message.content)
-                if !message.name.isEmpty { json.field("name", message.name) }
-                json.endObject()
-            }
-            json.endArray()
-        case nil:
-            throw GatewayError(status: 400, code: "MISSING_FIELD", message: "generate needs text, token_ids or chat")
-        }
-        if let sampling = request.sampling {
-            if let v = sampling.maxTokens { json.field("max_tokens", v) }
-            if let v = sampling.temperature { json.field("temperature", Double(v)) }
-            if let v = sampling.topP { json.field("top_p", Double(v)) }
-            if let v = sampling.topK { json.field("top_k", v) }
-            if let v = sampling.seed { json.field("seed", v) }
-            if let v = sampling.frequencyPenalty { json.field("frequency_penalty", Double(v)) }
-            if let v = sampling.presencePenalty { json.field("presence_penalty", Double(v)) }
-            if !sampling.stop.isEmpty {
-                json.key("stop")
-                json.beginArray()
-                for stop in sampling.stop { json.string(stop) }
-                json.endArray()
-            }
-            if sampling.ignoreEOS { json.field("ignore_eos", true) }
-        }
-        if request.stream {
-            json.field("stream", true)
-            json.key("stream_options")
-            json.beginObject()
-            json.field("include_usage", true)
-            json.endObject()
-        }
-        json.endObject()
-        return (route, ByteBuffer(bytes: json.bytes))
-    }
-
-    static func usage(_ value: JSONValue?) -> Wire.Usage? {
-        guard let value, value != .null, let prompt = value["prompt_tokens"]?.intValue else { return nil }
-        let completion = value["completion_tokens"]?.intValue ?? 0
-        return Wire.Usage(
-            promptTokens: UInt32(clamping: prompt), completionTokens: UInt32(clamping: completion),
-            totalTokens: UInt32(clamping: value["total_tokens"]?.intValue ?? prompt + completion)
-        )
     }
 
     /// A worker's (or the gateway's own) error answer as a call error.

@@ -263,12 +263,7 @@ final class InferenceProxy: Sendable {
                 candidate.url, path: path, headers: forwarded, body: body, deadline: deadline, wholeAnswerLimit: Self.wholeBodyLimit, fallback: client
             )
         } catch {
-            load.release()
-            // The client went away (or cancelled its call): not the worker's fault.
-            if Task.isCancelled || error is CancellationError { return .cancelled }
-            let failure = UpstreamFailure(error)
-            noteFailure(candidate, failure)
-            return .failed(.transport(failure, worker: candidate.id))
+            return transportFailure(error, candidate, load: load)
         }
 
         let status = response.status
@@ -285,7 +280,7 @@ final class InferenceProxy: Sendable {
 
         var headers = Self.relayedHeaders(response.headers)
         headers[Self.workerIDHeader] = candidate.id.description
-        let isEventStream = response.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") ?? false
+        let isEventStream = response.headers.isEventStream
 
         if translate && (200..<300).contains(status.code) {
             headers[.contentLength] = nil
@@ -317,11 +312,7 @@ final class InferenceProxy: Sendable {
             do {
                 whole = try await response.body.collect(upTo: contentLength)
             } catch {
-                load.release()
-                if Task.isCancelled || error is CancellationError { return .cancelled }
-                let failure = UpstreamFailure(error)
-                noteFailure(candidate, failure)
-                return .failed(.transport(failure, worker: candidate.id))
+                return transportFailure(error, candidate, load: load)
             }
             load.release()
             return .response(Response.inMemory(status: .init(code: Int(status.code)), headers: headers, body: whole))
@@ -407,6 +398,17 @@ final class InferenceProxy: Sendable {
     static func errorEvent(_ failure: UpstreamFailure, worker: WorkerID) -> ByteBuffer {
         let error = GatewayError.openAI(502, "upstream_error", "worker \(worker) failed mid-stream: \(failure.message)")
         return ServerSentEvent.data(error.jsonBody)
+    }
+
+    /// An attempt that failed on the transport (before any byte reached the client):
+    /// the load is given back, and the failure counts against the worker unless the
+    /// client itself went away.
+    private func transportFailure(_ error: any Error, _ candidate: RouteCandidate, load: LoadToken) -> AttemptOutcome {
+        load.release()
+        if Task.isCancelled || error is CancellationError { return .cancelled }
+        let failure = UpstreamFailure(error)
+        noteFailure(candidate, failure)
+        return .failed(.transport(failure, worker: candidate.id))
     }
 
     // MARK: Bookkeeping

@@ -4,12 +4,15 @@ import NIOCore
 ///
 /// Events end with a blank line (`\n\n` or `\r\n\r\n`); an event's `data:` lines
 /// are joined with `\n`; other fields (`event:`, `id:`, comments) are dropped.
-/// Bytes of an unfinished event are kept until the rest arrives.
-struct ServerSentEventParser {
+/// Bytes of an unfinished event are kept until the rest arrives. The CLI's `--rest`
+/// mode reads the gateway's streams with it too.
+public struct ServerSentEventParser {
     private var pending: [UInt8] = []
 
+    public init() {}
+
     /// Feeds bytes; returns the data of every event they complete.
-    mutating func feed(_ buffer: ByteBuffer) -> [String] {
+    public mutating func feed(_ buffer: ByteBuffer) -> [String] {
         pending.append(contentsOf: buffer.readableBytesView)
         var events: [String] = []
         var start = 0

@@ -102,6 +102,13 @@ final class UpstreamHTTPClient: Sendable {
     }
 }
 
+extension HTTPHeaders {
+    /// Whether the answer is a server-sent event stream.
+    var isEventStream: Bool {
+        first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") ?? false
+    }
+}
+
 extension EventLoop {
     /// Runs `body` at once when on this loop, else enqueues it.
     func executeNow(_ body: @escaping @Sendable () -> Void) {
@@ -232,7 +239,7 @@ final class UpstreamExchange: @unchecked Sendable {
         guard !isDone, continuation != nil else { return }
         if request.wholeAnswerLimit > 0, let length = head.headers.first(name: "content-length").flatMap(Int.init),
             length <= request.wholeAnswerLimit,
-            !(head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") ?? false)
+            !head.headers.isEventStream
         {
             // Handed over at the end, whole.
             heldHead = head
