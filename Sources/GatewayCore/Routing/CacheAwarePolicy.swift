@@ -51,16 +51,16 @@ public final class CacheAwarePolicy: RoutingPolicy {
             } else if imbalanced {
                 chosen = leastPressure(eligible)
             } else {
-                chosen = choose(eligible, ids: ids(of: eligible, model: model, snapshot: snapshot), text: text, tree: trees[model] ?? PrefixTree())
+                chosen = choose(eligible, ids: ids(of: eligible, all: all, model: model, snapshot: snapshot), text: text, tree: trees[model] ?? PrefixTree())
             }
             trees[model, default: PrefixTree()].insert(text, tenant: chosen.id)
             return chosen
         }
     }
 
-    /// The ids of `eligible`; for a snapshot's whole list, made once per snapshot.
-    private func ids(of eligible: [RouteCandidate], model: String, snapshot: RoutingSnapshot) -> Set<WorkerID> {
-        guard snapshot.isWholeGroup(eligible, model: model) else { return Set(eligible.map(\.id)) }
+    /// The ids of `eligible`; when it is all of `all` (the snapshot's list), made once per snapshot.
+    private func ids(of eligible: [RouteCandidate], all: [RouteCandidate], model: String, snapshot: RoutingSnapshot) -> Set<WorkerID> {
+        guard eligible.count == all.count else { return Set(eligible.map(\.id)) }
         return groupIDs.withLock { cache in
             if let cached = cache[model], cached.snapshot === snapshot { return cached.ids }
             let ids = Set(eligible.map(\.id))

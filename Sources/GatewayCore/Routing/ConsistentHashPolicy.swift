@@ -31,7 +31,7 @@ public final class ConsistentHashPolicy: RoutingPolicy {
         guard let key = request.key, !key.isEmpty, eligible.count > 1 else {
             if eligible.count == 1 { return eligible[0] }
             var generator = RoutingRandom()
-            return eligible[CostWeight.randomIndex(eligible, equalCosts: CostWeight.allEqual(eligible, model: model, snapshot: snapshot), using: &generator)]
+            return eligible[CostWeight.randomIndex(eligible, equalCosts: CostWeight.allEqual(eligible, all: all, model: model, snapshot: snapshot), using: &generator)]
         }
         let ring = self.ring(for: model, all: all, snapshot: snapshot)
         let hash = Self.hash(Array(key.utf8))
@@ -43,7 +43,7 @@ public final class ConsistentHashPolicy: RoutingPolicy {
             let mid = (low + high) / 2
             if points[mid].point < hash { low = mid + 1 } else { high = mid }
         }
-        if snapshot.isWholeGroup(eligible, model: model) {
+        if eligible.count == all.count {
             // Every worker is eligible: the first point's owner it is.
             return all[points[low % points.count].index]
         }

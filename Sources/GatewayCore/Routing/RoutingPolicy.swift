@@ -61,9 +61,10 @@ enum CostWeight {
         return candidates.allSatisfy { $0.cost == first }
     }
 
-    /// `allEqual`, known without a scan when `candidates` is the model's whole group.
-    static func allEqual(_ candidates: [RouteCandidate], model: String, snapshot: RoutingSnapshot) -> Bool {
-        if snapshot.isWholeGroup(candidates, model: model), let uniformity = snapshot.uniformity[model] { return uniformity.sameCost }
+    /// `allEqual`, known without a scan when `candidates` is all of `all` (the snapshot's
+    /// list for `model`: eligible candidates are drawn from it).
+    static func allEqual(_ candidates: [RouteCandidate], all: [RouteCandidate], model: String, snapshot: RoutingSnapshot) -> Bool {
+        if candidates.count == all.count, let uniformity = snapshot.uniformity[model] { return uniformity.sameCost }
         return allEqual(candidates)
     }
 
@@ -96,7 +97,7 @@ public final class RandomPolicy: RoutingPolicy {
 
     public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
         var generator = RoutingRandom()
-        return eligible[CostWeight.randomIndex(eligible, equalCosts: CostWeight.allEqual(eligible, model: model, snapshot: snapshot), using: &generator)]
+        return eligible[CostWeight.randomIndex(eligible, equalCosts: CostWeight.allEqual(eligible, all: all, model: model, snapshot: snapshot), using: &generator)]
     }
 }
 
@@ -121,7 +122,7 @@ public final class RoundRobinPolicy: RoutingPolicy {
         state.withLock { states in
             var modelState = states[model] ?? ModelState()
             defer { states[model] = modelState }
-            if CostWeight.allEqual(eligible, model: model, snapshot: snapshot) {
+            if CostWeight.allEqual(eligible, all: all, model: model, snapshot: snapshot) {
                 let index = modelState.next % eligible.count
                 modelState.next = (index + 1) % max(eligible.count, 1)
                 return eligible[index]
@@ -162,7 +163,7 @@ public final class PowerOfTwoPolicy: RoutingPolicy {
     public func select(_ eligible: [RouteCandidate], all: [RouteCandidate], model: String, request: RoutingRequest, snapshot: RoutingSnapshot) -> RouteCandidate {
         guard eligible.count > 1 else { return eligible[0] }
         var generator = RoutingRandom()
-        let equalCosts = CostWeight.allEqual(eligible, model: model, snapshot: snapshot)
+        let equalCosts = CostWeight.allEqual(eligible, all: all, model: model, snapshot: snapshot)
         let first = CostWeight.randomIndex(eligible, equalCosts: equalCosts, using: &generator)
         var second = CostWeight.randomIndex(eligible, equalCosts: equalCosts, using: &generator)
         if second == first { second = (first + 1 + Int.random(in: 0..<(eligible.count - 1), using: &generator)) % eligible.count }

@@ -142,10 +142,11 @@ public struct RouteCandidate: Sendable {
     }
 }
 
-/// An immutable view of the routable workers, rebuilt by the registry on every
-/// change that affects routing, and read by every request without copying.
+/// An immutable view of the routable workers, rebuilt by the registry on the first
+/// read after a change that affects routing, and read by every request without copying.
 public final class RoutingSnapshot: Sendable {
-    /// Increases with every rebuild. (Policies cache what they derive per snapshot instance.)
+    /// Increases with every rebuild (for tests and diagnostics; policies cache what they
+    /// derive per snapshot instance).
     public let version: UInt64
     /// Ready and healthy workers per model, in registration order.
     public let candidatesByModel: [String: [RouteCandidate]]
@@ -170,11 +171,6 @@ public final class RoutingSnapshot: Sendable {
                 samePriority: list.allSatisfy { $0.priority == first.priority }, sameCost: list.allSatisfy { $0.cost == first.cost }
             )
         }
-    }
-
-    /// Whether `eligible` (drawn from `model`'s candidates) is all of them.
-    func isWholeGroup(_ eligible: [RouteCandidate], model: String) -> Bool {
-        eligible.count == candidatesByModel[model]?.count
     }
 
     public static let empty = RoutingSnapshot(version: 0, candidatesByModel: [:], knownModels: [])

@@ -91,7 +91,7 @@ public final class WorkerRegistry: Sendable {
         self.breakerConfiguration = breaker
     }
 
-    /// The current routing view (lock held only to take the reference).
+    /// The current routing view, rebuilt here (under the lock) when a change left it stale.
     public var routingSnapshot: RoutingSnapshot {
         state.withLock { $0.currentSnapshot() }
     }
