@@ -18,11 +18,13 @@ public struct StoredWorker: Sendable, Equatable {
 
 /// Where the registry's acknowledged changes are kept.
 ///
-/// Every call returns only once the change is durable (the gateway answers 202
-/// after it). Implementations: SQLite (one gateway; `GatewayStore`), none
-/// (`--state-path none`); a shared store for several replicas (PostgreSQL) fits the
-/// same three operations.
+/// A durable store returns from every call only once the change is durable (the
+/// gateway answers 202 after it). Implementations: SQLite (one gateway;
+/// `GatewayStore`), none (`--state-path none`, not durable); a shared store for several
+/// replicas (PostgreSQL) fits the same operations.
 public protocol WorkerStore: Sendable {
+    /// Whether changes are written somewhere (then they may block on I/O).
+    var isDurable: Bool { get }
     func loadAll() throws -> [StoredWorker]
     /// Inserts or replaces the worker with this id.
     func upsert(_ worker: StoredWorker) throws
@@ -35,7 +37,13 @@ public protocol WorkerStore: Sendable {
 public struct NoWorkerStore: WorkerStore {
     public init() {}
 
+    public var isDurable: Bool { false }
+
     public func loadAll() throws -> [StoredWorker] { [] }
     public func upsert(_ worker: StoredWorker) throws {}
     public func delete(_ id: WorkerID) throws {}
+}
+
+extension WorkerStore {
+    public var isDurable: Bool { true }
 }

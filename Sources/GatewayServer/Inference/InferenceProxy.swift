@@ -254,7 +254,8 @@ final class InferenceProxy: Sendable {
             gatewayHasKey: gatewayHasKey
         )
 
-        let load = LoadToken(candidate.handle, upstreamDuration: metrics.upstreamDuration.labels(candidate.id.description))
+        let workerID = candidate.id.description
+        let load = LoadToken(candidate.handle, upstreamDuration: metrics.upstreamDuration.labels(workerID))
         let started = ContinuousClock.now
         let response: UpstreamResponse
         do {
@@ -279,7 +280,7 @@ final class InferenceProxy: Sendable {
         }
 
         var headers = Self.relayedHeaders(response.headers)
-        headers[Self.workerIDHeader] = candidate.id.description
+        headers[Self.workerIDHeader] = workerID
         let isEventStream = response.headers.isEventStream
 
         if translate && (200..<300).contains(status.code) {

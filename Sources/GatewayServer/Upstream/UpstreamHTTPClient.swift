@@ -40,11 +40,9 @@ final class UpstreamHTTPClient: Sendable {
 
     private let group: any EventLoopGroup
     private let pools: [ObjectIdentifier: UpstreamConnectionPool]
-    let connectTimeout: TimeAmount
 
     init(group: MultiThreadedEventLoopGroup = .singleton, connectTimeout: TimeAmount = .seconds(5), idleTimeout: TimeAmount = .seconds(60), maxIdlePerWorker: Int = 512) {
         self.group = group
-        self.connectTimeout = connectTimeout
         var pools: [ObjectIdentifier: UpstreamConnectionPool] = [:]
         for loop in group.makeIterator() {
             pools[ObjectIdentifier(loop)] = UpstreamConnectionPool(
@@ -200,17 +198,14 @@ final class UpstreamExchange: @unchecked Sendable {
     private var continuation: CheckedContinuation<UpstreamResponse, any Error>?
     private var source: UpstreamBody.Producer.Source?
     private var deadlineTask: Scheduled<Void>?
-    private(set) var connection: UpstreamConnectionHandler?
+    private var connection: UpstreamConnectionHandler?
     private(set) var isDone = false
-    /// Why the exchange failed, once it has.
-    private var failure: (any Error)?
     /// Whether any byte of the answer arrived (then a failure cannot be retried).
     private(set) var receivedAnswer = false
     /// Whether the consumer wants more of the body (backpressure).
     private(set) var wantsMore = true
     /// A whole answer being gathered: its head and the body so far.
-    private var heldHead: HTTPResponseHead?
-    private var held: ByteBuffer?
+    private var held: (head: HTTPResponseHead, body: ByteBuffer)?
 
     init(loop: any EventLoop, request: UpstreamHTTPClient.Request) {
         self.loop = loop
@@ -220,7 +215,7 @@ final class UpstreamExchange: @unchecked Sendable {
     func start(_ continuation: CheckedContinuation<UpstreamResponse, any Error>, deadline: NIODeadline, pool: UpstreamConnectionPool) {
         guard !isDone else {
             // Cancelled before it started (the cancellation handler ran first).
-            continuation.resume(throwing: failure ?? CancellationError())
+            continuation.resume(throwing: CancellationError())
             return
         }
         self.continuation = continuation
@@ -242,9 +237,9 @@ final class UpstreamExchange: @unchecked Sendable {
             !head.headers.isEventStream
         {
             // Handed over at the end, whole.
-            heldHead = head
-            held = ByteBuffer()
-            held!.reserveCapacity(length)
+            var body = ByteBuffer()
+            body.reserveCapacity(length)
+            held = (head, body)
             return
         }
         deliver(head, body: nil)
@@ -268,27 +263,25 @@ final class UpstreamExchange: @unchecked Sendable {
     }
 
     func receivedBody(_ buffer: ByteBuffer) {
-        receivedAnswer = true
         if held != nil {
             var buffer = buffer
-            held!.writeBuffer(&buffer)
+            held?.body.writeBuffer(&buffer)
             return
         }
         guard !isDone, let source else { return }
         switch source.yield(buffer) {
         case .produceMore: wantsMore = true
         case .stopProducing: wantsMore = false
-        case .dropped: abandon()
+        case .dropped: cancel()
         }
     }
 
     /// The answer ended well.
     func receivedEnd() {
         guard !isDone else { return }
-        if let head = heldHead, let whole = held {
-            heldHead = nil
+        if let whole = held {
             held = nil
-            deliver(head, body: whole)
+            deliver(whole.head, body: whole.body)
         }
         isDone = true
         deadlineTask?.cancel()
@@ -301,7 +294,6 @@ final class UpstreamExchange: @unchecked Sendable {
     func fail(_ error: any Error) {
         guard !isDone else { return }
         isDone = true
-        failure = error
         deadlineTask?.cancel()
         if let continuation {
             self.continuation = nil
@@ -314,13 +306,8 @@ final class UpstreamExchange: @unchecked Sendable {
         connection?.abort(self)
     }
 
+    /// The caller was cancelled, or dropped the body before its end.
     func cancel() {
-        fail(CancellationError())
-    }
-
-    /// The consumer dropped the body before its end.
-    private func abandon() {
-        guard !isDone else { return }
         fail(CancellationError())
     }
 
@@ -337,7 +324,7 @@ final class UpstreamExchange: @unchecked Sendable {
         }
 
         func didTerminate() {
-            exchange.loop.executeNow { exchange.abandon() }
+            exchange.loop.executeNow { exchange.cancel() }
         }
     }
 }

@@ -12,16 +12,14 @@ import Synchronization
 final class WorkerPersistence: Sendable {
     let store: any WorkerStore
     private let order = Mutex(())
-    private let isDurable: Bool
 
     init(store: any WorkerStore) {
         self.store = store
-        self.isDurable = !(store is NoWorkerStore)
     }
 
     func perform<T: Sendable>(_ body: @escaping @Sendable (any WorkerStore) throws -> T) async throws(GatewayError) -> T {
         do {
-            guard isDurable else {
+            guard store.isDurable else {
                 return try order.withLock { _ in try body(store) }
             }
             return try await NIOThreadPool.singleton.runIfActive { [self] in
