@@ -194,14 +194,22 @@ struct WorkerSelectorTests {
         let text = Array("system: you are helpful. user: hello".utf8)
         let cacheAware = CacheAwarePolicy()
         let hashing = ConsistentHashPolicy()
-        for _ in 0..<2 {
-            let list = try candidates(3)
+        for round in 0..<2 {
+            // Other URLs each round: a ring kept from the first round would place keys elsewhere.
+            let list = try candidates(3).enumerated().map { i, c in
+                RouteCandidate(
+                    handle: c.handle, url: try WorkerURL("http://10.\(round).0.\(i + 1):8000"), modelID: "m",
+                    priority: c.priority, cost: c.cost, runtime: c.runtime, apiKey: nil, maxLoad: nil
+                )
+            }
             let snap = snapshot(list, version: 1)
-            for i in 0..<5 {
+            for i in 0..<20 {
                 let cached = cacheAware.select(list, all: list, model: "m", request: .init(text: text), snapshot: snap)
                 #expect(list.contains { $0.id == cached.id })
                 let hashed = hashing.select(list, all: list, model: "m", request: .init(key: "user-\(i)"), snapshot: snap)
                 #expect(list.contains { $0.id == hashed.id })
+                let fresh = ConsistentHashPolicy().select(list, all: list, model: "m", request: .init(key: "user-\(i)"), snapshot: snap)
+                #expect(hashed.id == fresh.id)
             }
         }
     }
