@@ -150,7 +150,7 @@ struct UpstreamBody: AsyncSequence, Sendable {
 
         mutating func next() async throws -> ByteBuffer? {
             switch inner {
-            case .producer(var iterator):
+            case .producer(let iterator):
                 let chunk = try await iterator.next()
                 inner = .producer(iterator)
                 return chunk
