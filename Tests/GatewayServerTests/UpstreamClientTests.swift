@@ -60,7 +60,8 @@ final class ScriptedWorker: Sendable {
                 while left > 0 {
                     let part = min(left, 65536)
                     left -= part
-                    context.writeAndFlush(wrapOutboundOut(pattern.getSlice(at: 0, length: part)!), promise: nil)
+                    let written = context.writeAndFlush(wrapOutboundOut(pattern.getSlice(at: 0, length: part)!))
+                    if left == 0 { written.whenSuccess { [worker] in worker.state.withLock { $0.largeBodiesSent += 1 } } }
                 }
             }
         }
@@ -70,6 +71,8 @@ final class ScriptedWorker: Sendable {
         var connections = 0
         var closedConnections = 0
         var requests: [String] = []
+        /// `.large` bodies whose last byte the socket took.
+        var largeBodiesSent = 0
     }
 
     let script: @Sendable (Int) -> Reply
@@ -79,6 +82,7 @@ final class ScriptedWorker: Sendable {
     var connections: Int { state.withLock { $0.connections } }
     var closedConnections: Int { state.withLock { $0.closedConnections } }
     var requests: [String] { state.withLock { $0.requests } }
+    var largeBodiesSent: Int { state.withLock { $0.largeBodiesSent } }
 
     init(_ script: @escaping @Sendable (Int) -> Reply) async throws {
         self.script = script
@@ -246,6 +250,24 @@ struct UpstreamClientTests {
             _ = try await client.execute(Self.request(worker.port), deadline: Self.soon()).body.collect(upTo: size)
         }
         #expect(worker.connections == 1)
+    }
+
+    @Test("Reading pauses while the consumer is behind: a 32 MiB answer is not all sent until it is read")
+    func readingPauses() async throws {
+        let size = 32 << 20
+        let worker = try await ScriptedWorker { _ in .large(size: size) }
+        defer { Task { await worker.close() } }
+        try await Self.withClient { client in
+            let response = try await client.execute(Self.request(worker.port), deadline: Self.soon())
+            var iterator = response.body.makeAsyncIterator()
+            var received = try await iterator.next()?.readableBytes ?? 0
+            // Unread, the body would all be in the client's memory well within this pause.
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(worker.largeBodiesSent == 0, "the worker sent the whole body while nobody read it")
+            while let chunk = try await iterator.next() { received += chunk.readableBytes }
+            #expect(received == size)
+            try await eventually("the worker's last write completes") { worker.largeBodiesSent == 1 }
+        }
     }
 
     @Test("A body dropped halfway closes its connection; the next request gets a new one")

@@ -9,6 +9,37 @@ import Testing
 /// The registration lifecycle over REST, against real sim workers.
 @Suite("Worker registration")
 struct WorkerRegistrationTests {
+    /// The chunk sizes of a whole chunked HTTP/1.1 response (nil when `raw` is not one).
+    static func chunkSizes(_ raw: String) -> [Int]? {
+        let bytes = Array(raw.utf8)
+        func lineEnd(from start: Int) -> Int? {
+            var index = start
+            while index + 1 < bytes.count {
+                if bytes[index] == 13 && bytes[index + 1] == 10 { return index }
+                index += 1
+            }
+            return nil
+        }
+        // Past the head: the first empty line.
+        var index = 0
+        while true {
+            guard let end = lineEnd(from: index) else { return nil }
+            let empty = end == index
+            index = end + 2
+            if empty { break }
+        }
+        var sizes: [Int] = []
+        while true {
+            guard let end = lineEnd(from: index), let size = Int(String(decoding: bytes[index..<end], as: UTF8.self), radix: 16) else { return nil }
+            index = end + 2
+            if size == 0 { return sizes }
+            index += size
+            guard index + 2 <= bytes.count, bytes[index] == 13, bytes[index + 1] == 10 else { return nil }
+            index += 2
+            sizes.append(size)
+        }
+    }
+
     @Test("POST answers 202 with the id before the worker is probed; it is routable only once healthy")
     func acceptedBeforeProbe() async throws {
         // /health answers 503 for 4 s: long enough that a loaded machine reaches the "not yet" checks below in time.
@@ -80,6 +111,14 @@ struct WorkerRegistrationTests {
             #expect(pieces.headers.first(name: "content-length") == nil)
             #expect(pieces.headers.first(name: "transfer-encoding")?.lowercased() == "chunked")
             #expect(pieces.body.count > 60 * 1024 * 4)
+            // On the wire: several chunks, none over 64 KiB (the list is written as it goes).
+            let raw = try await RawClient(port: gw.port)
+            try await raw.send("GET /workers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            try await eventually("the list arrives", timeout: .seconds(10)) { !raw.isOpen }
+            let chunks = try #require(Self.chunkSizes(raw.received))
+            #expect(chunks.count >= 4, "\(chunks)")
+            #expect(chunks.allSatisfy { $0 <= 64 * 1024 }, "\(chunks)")
+            #expect(chunks.reduce(0, +) == pieces.body.count)
             let document = pieces.json
             let listed = document["workers"]?.arrayValue ?? []
             #expect(document["total"]?.intValue == many)
