@@ -86,8 +86,16 @@ final class InferenceProxy: Sendable {
     }
 
     /// `response` with `permit` released after its last byte (or when it is dropped unsent).
+    ///
+    /// An answer built whole in memory (``Response/inMemory(status:headers:body:)``) has no
+    /// work left behind it: the permit is released now and the body stays one buffer, which
+    /// the server writes at once (a wrapped body goes out as head, body and end one by one).
     static func releasing(_ permit: AdmissionPermit?, after response: Response) -> Response {
         guard let permit else { return response }
+        if let length = RequestObservation.current?.snapshot.inMemoryBodyLength, response.body.contentLength == length {
+            permit.release()
+            return response
+        }
         var response = response
         let body = response.body
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
