@@ -32,8 +32,11 @@ struct GatewayBench: AsyncParsableCommand {
         @Option var label = ""
         @Option(name: .customLong("rest-path"), help: "Override the HTTP path.") var restPath: String?
         @Option(help: "Process whose CPU time and peak RSS to report (the gateway).") var pid: Int32?
+        @Option(help: "Calls a second, all connections together, on a fixed schedule (latency counted from when each call was due). Default: as fast as answers come.")
+        var rate: Double?
 
         func run() async throws {
+            if let rate, !(rate > 0) { throw ValidationError("--rate must be a positive number of calls a second") }
             guard let operation = LoadOperation(rawValue: op) else { throw ValidationError("--op: list, health, generate or stream") }
             guard proto == "binary" || proto == "rest" else { throw ValidationError("--proto: binary or rest") }
             var options = LoadOptions()
@@ -51,6 +54,7 @@ struct GatewayBench: AsyncParsableCommand {
             options.label = label
             options.restPath = restPath
             options.pid = pid
+            options.rate = rate
             try await runLoadCommand(options)
         }
     }

@@ -16,16 +16,24 @@ struct LoadResult {
 /// Runs `concurrency` loops of `operation` for `warmup + duration` seconds; counts
 /// only calls that start after the warm-up and end before the deadline.
 /// `operation(i)` returns the time to first chunk in nanoseconds (0 when none).
+///
+/// With `rate` (calls a second, all loops together) the load is open: each loop starts
+/// its calls on a fixed schedule, and a call's latency counts from when it was due, so
+/// a slow answer that delays the next calls is charged to them too (no coordinated
+/// omission). Without it each loop starts its next call when the last one ends.
 func runLoad(
     concurrency: Int,
     warmup: Double,
     duration: Double,
+    rate: Double? = nil,
     operation: @escaping @Sendable (Int) async throws -> UInt64
 ) async -> LoadResult {
     let begin = nowNanos()
     let measureStart = begin + UInt64(warmup * 1e9)
     let deadline = measureStart + UInt64(duration * 1e9)
     let expected = 1024
+    // Per loop: nanoseconds between two calls.
+    let interval = rate.map { UInt64(Double(concurrency) / $0 * 1e9) }
 
     struct Partial: Sendable {
         var requests = 0
@@ -42,8 +50,15 @@ func runLoad(
                 var partial = Partial()
                 partial.latencies.reserveCapacity(expected)
                 var consecutiveErrors = 0
+                // The loops' schedules are spread evenly over one interval.
+                var due = begin + (interval ?? 0) * UInt64(index) / UInt64(concurrency)
                 while true {
-                    let t0 = nowNanos()
+                    var t0 = nowNanos()
+                    if let interval {
+                        if due > t0 { try? await Task.sleep(for: .nanoseconds(due - t0)) }
+                        t0 = due
+                        due += interval
+                    }
                     if t0 >= deadline { break }
                     do {
                         let firstChunk = try await operation(index)
@@ -104,6 +119,8 @@ struct LoadOptions {
     var label = ""
     var restPath: String?
     var pid: Int32?
+    /// Calls a second for an open load (nil: each loop calls again as soon as it can).
+    var rate: Double?
 }
 
 /// `gateway-bench load …`: one measured run, printed as one JSON line.
@@ -191,7 +208,7 @@ func runLoadCommand(_ options: LoadOptions) async throws {
         guard let after = procCPUSeconds(pid: pid) else { return nil }
         return after - before
     }
-    let result = await runLoad(concurrency: concurrency, warmup: options.warmup, duration: options.duration, operation: operation)
+    let result = await runLoad(concurrency: concurrency, warmup: options.warmup, duration: options.duration, rate: options.rate, operation: operation)
     let cpu = await cpuTask.value
     for close in closers { await close() }
 
@@ -202,6 +219,7 @@ func runLoadCommand(_ options: LoadOptions) async throws {
         ("connections", .int(options.connections)),
         ("window", .int(options.proto == "binary" ? options.window : 1)),
         ("concurrency", .int(concurrency)),
+        ("target_rate", options.rate.map { .double($0) } ?? .null),
         ("duration_s", .double(result.seconds)),
         ("requests", .int(result.requests)),
         ("errors", .int(result.errors)),
