@@ -14,10 +14,11 @@
 #   (a) wrk -> sim worker directly         (b) wrk -> gateway REST -> workers
 #   (c) wrk -> nginx (plain proxy) -> workers  (d) gateway-bench -> gateway binary -> workers
 # Then: binary vs REST small calls (list workers, health) on one connection, window 64;
-# time to first streamed chunk; registry scale (1,000 / 10,000 workers); micro-benchmarks.
+# time to first streamed chunk; latency added at fixed request rates (an open load, below
+# saturation); registry scale (1,000 / 10,000 workers); micro-benchmarks.
 #
 # Environment: BENCH_DURATION (s per wrk/load run, default 6), BENCH_ROUNDS (default 2),
-# BENCH_CONNECTIONS ("64 256"), BENCH_POLICY (gateway policy, default round_robin like nginx),
+# BENCH_CONNECTIONS ("64 256"), BENCH_RATES (requests/s of the fixed-rate runs, "2000 5000"), BENCH_POLICY (gateway policy, default round_robin like nginx),
 # BENCH_SCALE_COUNTS ("1000,10000"), BENCH_MICRO (1; 0 skips), BENCH_SKIP_BUILD (1 skips the build),
 # BENCH_LOCK (/tmp/swift.lock; empty: no lock), BENCH_GATEWAY_BIN (another model-gateway binary).
 set -euo pipefail
@@ -45,6 +46,7 @@ fi
 DURATION=${BENCH_DURATION:-6}
 ROUNDS=${BENCH_ROUNDS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-64 256}
+RATES=${BENCH_RATES:-2000 5000}
 POLICY=${BENCH_POLICY:-round_robin}
 SCALE_COUNTS=${BENCH_SCALE_COUNTS:-1000,10000}
 MICRO=${BENCH_MICRO:-1}
@@ -240,6 +242,13 @@ for conc in 1 16; do
     run_load "ttfb_gateway_rest_c$conc" ttfb --proto rest --port "$GW_REST" --op stream --model sim-stream --max-tokens 32 --connections "$conc" --pid "$GW_PID"
     run_load "ttfb_gateway_binary_c$conc" ttfb --port "$GW_BIN" --op stream --model sim-stream --max-tokens 32 --connections 1 --window "$conc" --pid "$GW_PID"
 done
+echo "bench: latency at fixed rates ($RATES requests/s over 64 connections, POST /generate)" >&2
+for rate in $RATES; do
+    for round in $(seq 1 "$ROUNDS"); do
+        EXTRA=',"rate":'"$rate"',"round":'"$round" run_load "rate_direct_r$rate" rate --proto rest --port "$W1" --op generate --connections 64 --rate "$rate"
+        EXTRA=',"rate":'"$rate"',"round":'"$round" run_load "rate_gateway_rest_r$rate" rate --proto rest --port "$GW_REST" --op generate --connections 64 --rate "$rate" --pid "$GW_PID"
+    done
+done
 GW_PEAK_RSS_KB=$(status_kb $GW_PID VmHWM)
 MEASURE_SECONDS=$((SECONDS - START))
 
@@ -322,11 +331,26 @@ for op in ("list", "health"):
     if bi and r1: small_ratios[f"{op}_binary_w64_vs_rest_1conn"] = bi["rps"] / r1["rps"]
     if bi and r64: small_ratios[f"{op}_binary_w64_vs_rest_64conn"] = bi["rps"] / r64["rps"]
 ttfb = {r["label"]: r["load"] for r in rows if r["kind"] == "ttfb"}
+# Fixed rates: medians over rounds of each percentile, and what the gateway adds.
+fixed = {}
+for r in rows:
+    if r["kind"] == "rate":
+        target = "gateway" if "gateway" in r["label"] else "direct"
+        fixed.setdefault(r["rate"], {}).setdefault(target, []).append(r["load"])
+rates = {}
+for rate, targets in sorted(fixed.items()):
+    entry = {}
+    for target, loads in targets.items():
+        entry[target] = {k: statistics.median([l["latency"][k + "_us"] / 1000 for l in loads]) for k in ("p50", "p99", "p999")} \
+            | {"rps": statistics.fmean([l["rps"] for l in loads]), "errors": sum(l["errors"] for l in loads), "rounds": len(loads)}
+    if "direct" in entry and "gateway" in entry:
+        entry["added_ms"] = {k: entry["gateway"][k] - entry["direct"][k] for k in ("p50", "p99", "p999")}
+    rates[str(rate)] = entry
 scale = next((r for r in rows if r["kind"] == "scale"), None)
 micro = next((r["result"] for r in rows if r["kind"] == "micro"), None)
 
 out = {"meta": meta, "paths": summary, "ratios": ratios, "small_calls": small, "small_call_ratios": small_ratios,
-       "ttfb": ttfb, "scale": scale, "micro": micro, "raw": rows}
+       "ttfb": ttfb, "fixed_rates": rates, "scale": scale, "micro": micro, "raw": rows}
 json.dump(out, open(sys.argv[2], "w"), indent=1)
 
 f = lambda x, n=2: "-" if x is None else f"{x:.{n}f}"
@@ -350,6 +374,15 @@ print("Time to first streamed chunk (ms)")
 for label, d in ttfb.items():
     t = d.get("ttfb") or {}
     print(f"  {label:28} p50 {f(t.get('p50_us', 0) / 1000, 3)}  p99 {f(t.get('p99_us', 0) / 1000, 3)}  streams/s {d['rps']:.0f}  errors {d['errors']}")
+print()
+print("Latency at a fixed rate, 64 connections, POST /generate (ms; median of rounds)")
+for rate, entry in rates.items():
+    for target in ("direct", "gateway"):
+        e = entry.get(target)
+        if e: print(f"  {rate:>6}/s {target:8} p50 {f(e['p50'], 3)}  p99 {f(e['p99'], 3)}  p99.9 {f(e['p999'], 3)}  ({e['rps']:.0f}/s, errors {e['errors']})")
+    if "added_ms" in entry:
+        a = entry["added_ms"]
+        print(f"  {rate:>6}/s added    p50 {f(a['p50'], 3)}  p99 {f(a['p99'], 3)}  p99.9 {f(a['p999'], 3)}")
 print()
 print(f"Gateway RSS: idle {meta['gateway_idle_rss_kb'] / 1024:.1f} MB (3 workers), peak {meta['gateway_peak_rss_kb'] / 1024:.1f} MB under load")
 if scale:

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import GatewayCore
 import GatewayStore
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -155,22 +156,25 @@ public final class Gateway: Sendable {
         if let port = configuration.metrics.port {
             services.append(makePrometheusListener(port: port))
         }
+        let responder = GatewayResponder(routes: api.makeRoutes(), authorizer: authorizer, metrics: metrics, logger: logger)
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [SlowClientGuard(headerTimeout: timeouts.headerRead, bodyTimeout: timeouts.bodyRead)],
+            idleTimeout: TimeAmount(configuration.clientTimeouts.idle)
+        )
+        let connectionShared = ConnectionResponder.Shared(
+            responder: responder, serverName: Self.serverName, logger: logger,
+            inferenceBodyLimit: configuration.routing.maxPayloadBytes, controlBodyLimit: configuration.http.maxControlBodyBytes
+        )
         let app = Application(
-            responder: GatewayResponder(
-                routes: api.makeRoutes(), authorizer: authorizer, metrics: metrics, logger: logger
-            ),
-            server: .http1(
-                configuration: .init(
-                    additionalChannelHandlers: [
-                        SlowClientGuard(headerTimeout: timeouts.headerRead, bodyTimeout: timeouts.bodyRead),
-                        ResponseFlushCoalescer(),
-                    ],
-                    idleTimeout: TimeAmount(configuration.clientTimeouts.idle)
-                )
-            ),
+            responder: responder,
+            // Requests are answered by ConnectionResponder (on the connection's event loop
+            // where that pays); Hummingbird keeps the listener, codec and connection lifetime.
+            server: HTTPServerBuilder { hummingbirdResponder in
+                GatewayHTTP1Channel(base: HTTP1Channel(responder: hummingbirdResponder, configuration: http1), shared: connectionShared)
+            },
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.http.host, port: configuration.http.port),
-                serverName: "model-gateway"
+                serverName: Self.serverName
             ),
             services: services,
             onServerRunning: { channel in
@@ -215,6 +219,9 @@ public final class Gateway: Sendable {
         await shutdownBackground()
     }
 
+    /// The `Server` header of every answer.
+    static let serverName = "model-gateway"
+
     /// Starts a graceful shutdown of a running gateway: the listener closes, requests
     /// in flight finish, then `run` returns. Does nothing when the gateway is not running.
     public func shutdown() async {
@@ -229,7 +236,7 @@ public final class Gateway: Sendable {
         return Application(
             responder: MetricsResponder(metrics: metrics),
             server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.clientTimeouts.idle))),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "model-gateway"),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: Self.serverName),
             onServerRunning: { [weak self] channel in
                 let bound = channel.localAddress?.port ?? port
                 self?.boundPrometheusPort.withLock { $0 = bound }

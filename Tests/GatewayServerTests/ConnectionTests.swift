@@ -1,4 +1,5 @@
 import Foundation
+import GatewayJSON
 import NIOCore
 import NIOHTTP1
 import SimWorker
@@ -6,8 +7,9 @@ import Testing
 
 @testable import GatewayServer
 
-/// How one HTTP/1.1 connection is served: pipelining, half-close, `Connection: close`,
-/// body limits and malformed input, seen through raw sockets.
+/// How one HTTP/1.1 connection is served (``ConnectionResponder``): pipelining, half-close,
+/// `Connection: close`, body limits, malformed input and a client that goes away, seen
+/// through raw sockets.
 @Suite("HTTP connections", .timeLimit(.minutes(1)))
 struct ConnectionTests {
     /// A completion request for `model`, tagged with `id` (echoed in `X-Request-Id`).
@@ -134,5 +136,48 @@ struct ConnectionTests {
             let date = try #require(response.headers.first(name: "date"))
             #expect(date.hasSuffix(" GMT") && date.count == 29, "\(date)")
         }
+    }
+
+    @Test("A client that resets its connection cancels its call to the worker")
+    func resetCancelsUpstreamCall() async throws {
+        let silent = try await BadWorker(.silent)
+        defer { Task { await silent.close() } }
+        try await TestGateway.with({
+            $0.routing.requestTimeout = .seconds(30)
+            $0.retry.isEnabled = false
+        }) { gw in
+            let id = try await gw.addWorker(url: silent.url, extra: #""model_id": "m", "runtime": "openai", "disable_health_check": true"#)
+            try await gw.waitUntilHealthy(id)
+            // A plain socket with SO_LINGER 0: closing it sends a reset, not a half-close
+            // (after which the client could still want its answer).
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            #expect(fd >= 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(gw.port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            #expect(connected == 0)
+            let request = Array(Self.completion(model: "m", id: "reset").utf8)
+            #expect(send(fd, request, request.count, 0) == request.count)
+            try await eventually("the call reaches the worker") { try await gw.worker(id)["load"] == .int(1) }
+            var noLinger = linger(l_onoff: 1, l_linger: 0)
+            #expect(setsockopt(fd, SOL_SOCKET, SO_LINGER, &noLinger, socklen_t(MemoryLayout<linger>.size)) == 0)
+            close(fd)
+            // Without the cancellation the load would stay until the 30 s deadline.
+            try await eventually("the worker's load is given back", timeout: .seconds(5)) { try await gw.worker(id)["load"] == .int(0) }
+        }
+    }
+
+    @Test("Date header values", arguments: [
+        (Int64(0), "Thu, 01 Jan 1970 00:00:00 GMT"),
+        (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"),
+        (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
+        (1_795_960_738, "Sun, 29 Nov 2026 13:58:58 GMT"),
+    ])
+    func dateFormat(seconds: Int64, expected: String) {
+        #expect(HTTPDate.format(unixSeconds: seconds) == expected)
     }
 }

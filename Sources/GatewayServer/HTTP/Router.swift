@@ -125,6 +125,15 @@ struct GatewayResponder: HTTPResponder {
         return RequestRecorder.observing(response, with: recorder)
     }
 
+    /// Whether a request on `path` is answered on its connection's event loop (see
+    /// ``ConnectionResponder``): the inference routes, whose work is a call to a worker,
+    /// and the probes. Everything else may compute for longer and runs on the shared pool.
+    func answersOnEventLoop(path: String) -> Bool {
+        InferenceRoute(rawValue: path) != nil || Self.probePaths.contains(path)
+    }
+
+    private static let probePaths: Set<String> = ["/health", "/liveness", "/readiness"]
+
     private func dispatch(_ request: Request, context: Context, parts: [Substring], matched: (index: Int, parameters: RouteParameters)?) async -> Response {
         let path = request.uri.path
         var style: GatewayError.Style = parts.first == "v1" ? .openAI : .control
