@@ -97,7 +97,7 @@ final class ConnectionResponder: ChannelDuplexHandler, RemovableChannelHandler {
     private var head: HTTPRequest?
     private var body: ByteBuffer?
     private var bodyLimit = 0
-    private var held = CircularBuffer<Held>()
+    private var held = CircularBuffer<Held>(initialCapacity: 4)
     private var heldBytes = 0
     private var readHeld = false
     private var task: Task<Void, Never>?
@@ -225,7 +225,7 @@ final class ConnectionResponder: ChannelDuplexHandler, RemovableChannelHandler {
             }
             response.headers[.date] = HTTPDate.now()
             response.headers[.server] = shared.serverName
-            let writer = ConnectionBodyWriter(connection: connection, head: response.head)
+            let writer = ConnectionBodyWriter(connection: connection, channel: channel, head: response.head)
             var completed = true
             do {
                 try await response.body.write(writer)
@@ -305,9 +305,12 @@ final class ConnectionResponder: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 /// Writes a response body through its connection's ``ConnectionResponder``, on the
-/// connection's event loop (directly when already there).
+/// connection's event loop: directly when already there; from elsewhere handed over
+/// without waiting while the connection takes more (in order: the loop runs what it is
+/// given first to last), and waited for when it does not.
 struct ConnectionBodyWriter: ResponseBodyWriter {
     let connection: NIOLoopBound<ConnectionResponder>
+    let channel: any Channel
     /// Sent before the first body part or the end.
     var head: HTTPResponse?
 
@@ -317,6 +320,9 @@ struct ConnectionBodyWriter: ResponseBodyWriter {
         let wait: EventLoopFuture<Void>?
         if connection.eventLoop.inEventLoop {
             wait = connection.value.writeBody(buffer, head: head)
+        } else if channel.isWritable {
+            connection.eventLoop.execute { [connection] in _ = connection.value.writeBody(buffer, head: head) }
+            return
         } else {
             wait = try await connection.eventLoop.submit { [connection] in
                 connection.value.writeBody(buffer, head: head)
@@ -327,15 +333,11 @@ struct ConnectionBodyWriter: ResponseBodyWriter {
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
         let head = self.head
-        let failure: EventLoopFuture<Void>?
         if connection.eventLoop.inEventLoop {
-            failure = connection.value.finishAnswer(head: head, trailers: trailingHeaders)
+            try await connection.value.finishAnswer(head: head, trailers: trailingHeaders)?.get()
         } else {
-            failure = try await connection.eventLoop.submit { [connection] in
-                connection.value.finishAnswer(head: head, trailers: trailingHeaders)
-            }.get()
+            connection.eventLoop.execute { [connection] in _ = connection.value.finishAnswer(head: head, trailers: trailingHeaders) }
         }
-        try await failure?.get()
     }
 }
 
