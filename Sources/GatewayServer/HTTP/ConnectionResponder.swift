@@ -46,8 +46,9 @@ struct GatewayHTTP1Channel: ServerChildChannel {
 /// task on the connection's event loop: reading the request, the call to the worker
 /// (whose connection lives on the same loop) and the answer never change threads, and
 /// a small answer leaves in one write. Each thread hand-off costs a wake-up: against
-/// Hummingbird's own loop (four hand-offs per proxied request) this halved the latency
-/// the gateway adds at 2,000 and 5,000 requests/s (see the README's performance section).
+/// Hummingbird's own loop (four hand-offs per proxied request) this about halved the
+/// median latency the gateway adds at 2,000 and 5,000 requests/s (see the README's
+/// performance section).
 /// Other routes (the worker list takes milliseconds at 10,000 workers) run on the shared
 /// concurrency pool, so they do not hold up the other connections of their loop.
 ///
@@ -136,7 +137,8 @@ final class ConnectionResponder: ChannelDuplexHandler, RemovableChannelHandler {
         case .responding:
             hold(.error(error))
         case .reading:
-            // A request cut short by a malformed part: Hummingbird answers 400 and closes.
+            // A request cut short (a malformed part): Hummingbird's loop answers a parse
+            // error with 400, and any error ends it, closing the connection.
             reset()
             context.fireErrorCaught(error)
         case .idle:
