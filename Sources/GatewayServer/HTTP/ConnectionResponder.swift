@@ -98,6 +98,8 @@ final class ConnectionResponder: ChannelDuplexHandler, RemovableChannelHandler {
     private var head: HTTPRequest?
     private var body: ByteBuffer?
     private var bodyLimit = 0
+    /// Whether the request being read is answered on the event loop.
+    private var answerOnLoop = false
     private var held = CircularBuffer<Held>(initialCapacity: 4)
     private var heldBytes = 0
     private var readHeld = false
@@ -180,8 +182,10 @@ final class ConnectionResponder: ChannelDuplexHandler, RemovableChannelHandler {
             self.head = head
             body = nil
             phase = .reading
+            // Where and with what limit it is answered, decided once from its path.
             let path = head.path.map { $0.split(separator: "?", maxSplits: 1).first.map(String.init) ?? $0 } ?? ""
             bodyLimit = InferenceRoute(rawValue: path) != nil ? shared.inferenceBodyLimit : shared.controlBodyLimit
+            answerOnLoop = shared.responder.answersOnEventLoop(path: path)
         case .body(let buffer):
             guard phase == .reading else { return }
             // One byte past the limit is kept, so the route's own limit check refuses the
@@ -236,7 +240,7 @@ final class ConnectionResponder: ChannelDuplexHandler, RemovableChannelHandler {
             }
             connection.eventLoop.execute { [completed] in connection.value.answered(completed: completed) }
         }
-        if shared.responder.answersOnEventLoop(path: request.uri.path) {
+        if answerOnLoop {
             task = Task(executorPreference: executor, operation: work)
         } else {
             task = Task(operation: work)

@@ -92,7 +92,7 @@ final class InferenceProxy: Sendable {
     /// the server writes at once (a wrapped body goes out as head, body and end one by one).
     static func releasing(_ permit: AdmissionPermit?, after response: Response) -> Response {
         guard let permit else { return response }
-        if let length = RequestObservation.current?.snapshot.inMemoryBodyLength, response.body.contentLength == length {
+        if let length = RequestObservation.current?.inMemoryBodyLength, response.body.contentLength == length {
             permit.release()
             return response
         }
@@ -289,7 +289,7 @@ final class InferenceProxy: Sendable {
 
         var headers = Self.relayedHeaders(response.headers)
         headers[Self.workerIDHeader] = workerID
-        let isEventStream = response.headers.isEventStream
+        let isEventStream = response.isEventStream
 
         if translate && (200..<300).contains(status.code) {
             headers[.contentLength] = nil
@@ -311,7 +311,7 @@ final class InferenceProxy: Sendable {
             return .response(Response.inMemory(status: .ok, headers: headers, body: translated))
         }
 
-        let contentLength = response.headers.first(name: "content-length").flatMap(Int.init)
+        let contentLength = response.contentLength
         headers[.contentLength] = nil
         // A small answer of known length is read whole before the client's head goes out,
         // so a worker failing mid-body is still an attempt that can be retried elsewhere

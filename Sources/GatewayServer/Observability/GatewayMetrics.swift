@@ -181,6 +181,9 @@ final class RequestObservation: Sendable {
     }
 
     var snapshot: Fields { fields.withLock { $0 } }
+
+    /// ``Fields/inMemoryBodyLength`` alone (no copy of the rest).
+    var inMemoryBodyLength: Int? { fields.withLock { $0.inMemoryBodyLength } }
 }
 
 /// Records one request once: the counter, both histograms and the log line.
@@ -257,7 +260,7 @@ final class RequestRecorder: Sendable {
     /// wrapping its body would make the server write head, body and end one by one
     /// (three hand-offs to the event loop) where it otherwise writes them at once.
     static func observing(_ response: Response, with recorder: RequestRecorder) -> Response {
-        if let length = recorder.observation.snapshot.inMemoryBodyLength, response.body.contentLength == length {
+        if let length = recorder.observation.inMemoryBodyLength, response.body.contentLength == length {
             recorder.firstByte()
             recorder.finish(status: response.status.code)
             return response

@@ -36,6 +36,9 @@ final class UpstreamHTTPClient: Sendable {
         /// handed over whole, once its last byte is in (one wake-up of the caller instead
         /// of one for the head and more for the body). 0: always stream.
         var wholeAnswerLimit = 0
+
+        /// The pool key of the worker it goes to.
+        var poolKey: UpstreamConnectionPool.Key { .init(host: host, port: port) }
     }
 
     private let group: any EventLoopGroup
@@ -116,9 +119,26 @@ extension EventLoop {
 
 /// A worker's answer: status and headers now, the body as it arrives.
 struct UpstreamResponse: Sendable {
-    var status: HTTPResponseStatus
-    var headers: HTTPHeaders
-    var body: UpstreamBody
+    let status: HTTPResponseStatus
+    let headers: HTTPHeaders
+    let body: UpstreamBody
+    /// The announced `Content-Length` (nil: none, or not a number).
+    let contentLength: Int?
+    /// Whether the answer is a server-sent event stream.
+    let isEventStream: Bool
+
+    /// `contentLength` and `isEventStream` as `headers` say.
+    init(status: HTTPResponseStatus, headers: HTTPHeaders, body: UpstreamBody) {
+        self.init(status: status, headers: headers, body: body, contentLength: headers.first(name: "content-length").flatMap(Int.init), isEventStream: headers.isEventStream)
+    }
+
+    init(status: HTTPResponseStatus, headers: HTTPHeaders, body: UpstreamBody, contentLength: Int?, isEventStream: Bool) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.contentLength = contentLength
+        self.isEventStream = isEventStream
+    }
 }
 
 /// The chunks of an answer's body, with backpressure.
@@ -151,9 +171,8 @@ struct UpstreamBody: AsyncSequence, Sendable {
         mutating func next() async throws -> ByteBuffer? {
             switch inner {
             case .producer(let iterator):
-                let chunk = try await iterator.next()
-                inner = .producer(iterator)
-                return chunk
+                // A reference to the sequence's shared state: nothing to store back.
+                return try await iterator.next()
             case .client(var iterator):
                 let chunk = try await iterator.next()
                 inner = .client(iterator)
@@ -232,34 +251,37 @@ final class UpstreamExchange: @unchecked Sendable {
     func receivedHead(_ head: HTTPResponseHead) {
         receivedAnswer = true
         guard !isDone, continuation != nil else { return }
-        if request.wholeAnswerLimit > 0, let length = head.headers.first(name: "content-length").flatMap(Int.init),
-            length <= request.wholeAnswerLimit,
-            !head.headers.isEventStream
-        {
+        let length = head.headers.first(name: "content-length").flatMap(Int.init)
+        let isEventStream = head.headers.isEventStream
+        if request.wholeAnswerLimit > 0, let length, length <= request.wholeAnswerLimit, !isEventStream {
             // Handed over at the end, whole.
             var body = ByteBuffer()
             body.reserveCapacity(length)
             held = (head, body)
             return
         }
-        deliver(head, body: nil)
+        deliver(head, length: length, isEventStream: isEventStream, body: nil)
     }
 
     /// Resumes the caller with the head, and the body: whole, or as a stream to follow.
-    private func deliver(_ head: HTTPResponseHead, body whole: ByteBuffer?) {
+    private func deliver(_ head: HTTPResponseHead, length: Int?, isEventStream: Bool, body whole: ByteBuffer?) {
         guard let continuation else { return }
         self.continuation = nil
+        let body: UpstreamBody
         if let whole {
-            continuation.resume(returning: UpstreamResponse(status: head.status, headers: head.headers, body: UpstreamBody(backing: .whole(whole))))
-            return
+            body = UpstreamBody(backing: .whole(whole))
+        } else {
+            let sequence = UpstreamBody.Producer.makeSequence(
+                backPressureStrategy: .init(lowWatermark: 2, highWatermark: 16),
+                finishOnDeinit: true,
+                delegate: BodyDelegate(exchange: self)
+            )
+            source = sequence.source
+            body = UpstreamBody(backing: .producer(sequence.sequence))
         }
-        let sequence = UpstreamBody.Producer.makeSequence(
-            backPressureStrategy: .init(lowWatermark: 2, highWatermark: 16),
-            finishOnDeinit: true,
-            delegate: BodyDelegate(exchange: self)
+        continuation.resume(
+            returning: UpstreamResponse(status: head.status, headers: head.headers, body: body, contentLength: length, isEventStream: isEventStream)
         )
-        source = sequence.source
-        continuation.resume(returning: UpstreamResponse(status: head.status, headers: head.headers, body: UpstreamBody(backing: .producer(sequence.sequence))))
     }
 
     func receivedBody(_ buffer: ByteBuffer) {
@@ -281,7 +303,8 @@ final class UpstreamExchange: @unchecked Sendable {
         guard !isDone else { return }
         if let whole = held {
             held = nil
-            deliver(whole.head, body: whole.body)
+            // Complete: as long as announced.
+            deliver(whole.head, length: whole.body.readableBytes, isEventStream: false, body: whole.body)
         }
         isDone = true
         deadlineTask?.cancel()
@@ -357,7 +380,7 @@ final class UpstreamConnectionPool: @unchecked Sendable {
     /// Sends the exchange's request on an idle connection, or a new one.
     func run(_ exchange: UpstreamExchange) {
         guard !exchange.isDone else { return }
-        let key = Key(host: exchange.request.host, port: exchange.request.port)
+        let key = exchange.request.poolKey
         if let handler = takeIdle(key) {
             handler.send(exchange, reused: true)
         } else {
@@ -369,7 +392,7 @@ final class UpstreamConnectionPool: @unchecked Sendable {
     /// sat idle. The request goes once more, on a new connection.
     func retryOnNewConnection(_ exchange: UpstreamExchange) {
         guard !exchange.isDone else { return }
-        connect(exchange, key: Key(host: exchange.request.host, port: exchange.request.port))
+        connect(exchange, key: exchange.request.poolKey)
     }
 
     private func connect(_ exchange: UpstreamExchange, key: Key) {
