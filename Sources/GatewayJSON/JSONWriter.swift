@@ -107,7 +107,7 @@ public struct JSONWriter: Sendable {
             bytes.append(contentsOf: "null".utf8)
         } else if value.rounded() == value, abs(value) < 1e15 {
             // Whole numbers print without a fraction ("2", not "2.0"), as most JSON writers do.
-            bytes.append(contentsOf: String(Int64(value)).utf8)
+            writeDigits(Int64(value))
         } else {
             bytes.append(contentsOf: value.description.utf8)
         }

@@ -61,13 +61,13 @@ struct RoutingPolicyTests {
         let list = try candidates(5)
         let policy = ConsistentHashPolicy()
         let keys = (0..<500).map { "user-\($0)" }
-        let before = keys.map { policy.owner(of: $0, among: list, version: 1)! }
-        #expect(keys.map { policy.owner(of: $0, among: list, version: 1)! } == before)
+        let before = keys.map { policy.owner(of: $0, among: list)! }
+        #expect(keys.map { policy.owner(of: $0, among: list)! } == before)
         // Every worker gets some keys.
         #expect(Set(before).count == 5)
         let removed = list[2].id
         let remaining = list.filter { $0.id != removed }
-        let after = keys.map { policy.owner(of: $0, among: remaining, version: 2)! }
+        let after = keys.map { policy.owner(of: $0, among: remaining)! }
         for (old, new) in zip(before, after) {
             if old == removed { #expect(new != removed) } else { #expect(new == old) }
         }

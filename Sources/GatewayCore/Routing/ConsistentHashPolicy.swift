@@ -55,9 +55,9 @@ public final class ConsistentHashPolicy: RoutingPolicy {
     }
 
     /// The worker `key` maps to among `candidates` (for tests and diagnostics).
-    public func owner(of key: String, among candidates: [RouteCandidate], model: String = "", version: UInt64 = 0) -> WorkerID? {
+    public func owner(of key: String, among candidates: [RouteCandidate], model: String = "") -> WorkerID? {
         guard !candidates.isEmpty else { return nil }
-        let snapshot = RoutingSnapshot(version: version, candidatesByModel: [model: candidates], knownModels: [model])
+        let snapshot = RoutingSnapshot(version: 0, candidatesByModel: [model: candidates], knownModels: [model])
         return select(candidates, all: candidates, model: model, request: RoutingRequest(key: key), snapshot: snapshot).id
     }
 
@@ -85,11 +85,6 @@ public final class ConsistentHashPolicy: RoutingPolicy {
             h ^= UInt64(byte)
             h &*= 0x0000_0100_0000_01b3
         }
-        h ^= h >> 30
-        h &*= 0xbf58_476d_1ce4_e5b9
-        h ^= h >> 27
-        h &*= 0x94d0_49bb_1331_11eb
-        h ^= h >> 31
-        return h
+        return RoutingRandom.mix(h)
     }
 }

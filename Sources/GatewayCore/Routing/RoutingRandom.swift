@@ -14,7 +14,13 @@ public struct RoutingRandom: RandomNumberGenerator {
     public init() {}
 
     public mutating func next() -> UInt64 {
-        var z = Self.state.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+        Self.mix(Self.state.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue)
+    }
+
+    /// SplitMix64's finalizer: every input bit reaches every output bit.
+    @inline(__always)
+    static func mix(_ value: UInt64) -> UInt64 {
+        var z = value
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)

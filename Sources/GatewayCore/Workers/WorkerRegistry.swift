@@ -300,12 +300,7 @@ public final class WorkerRegistry: Sendable {
 
     /// Workers that routing may use, in registration order.
     public func routableWorkers() -> [Worker] {
-        state.withLock { state in
-            state.order.compactMap { id in
-                guard let worker = state.entries[id]?.worker, worker.isRoutable else { return nil }
-                return worker
-            }
-        }
+        workers(where: \.isRoutable)
     }
 
     public var count: Int { state.withLock { $0.entries.count } }
