@@ -245,8 +245,8 @@ done
 echo "bench: latency at fixed rates ($RATES requests/s over 64 connections, POST /generate)" >&2
 for rate in $RATES; do
     for round in $(seq 1 "$ROUNDS"); do
-        EXTRA=',"rate":'"$rate"',"round":'"$round" run_load "rate_direct_r$rate" rate --proto rest --port "$W1" --op generate --connections 64 --rate "$rate"
-        EXTRA=',"rate":'"$rate"',"round":'"$round" run_load "rate_gateway_rest_r$rate" rate --proto rest --port "$GW_REST" --op generate --connections 64 --rate "$rate" --pid "$GW_PID"
+        EXTRA=',"round":'"$round" run_load "rate_direct_r$rate" rate --proto rest --port "$W1" --op generate --connections 64 --rate "$rate"
+        EXTRA=',"round":'"$round" run_load "rate_gateway_rest_r$rate" rate --proto rest --port "$GW_REST" --op generate --connections 64 --rate "$rate" --pid "$GW_PID"
     done
 done
 GW_PEAK_RSS_KB=$(status_kb $GW_PID VmHWM)
@@ -336,7 +336,7 @@ fixed = {}
 for r in rows:
     if r["kind"] == "rate":
         target = "gateway" if "gateway" in r["label"] else "direct"
-        fixed.setdefault(r["rate"], {}).setdefault(target, []).append(r["load"])
+        fixed.setdefault(round(r["load"]["target_rate"]), {}).setdefault(target, []).append(r["load"])
 rates = {}
 for rate, targets in sorted(fixed.items()):
     entry = {}
