@@ -141,35 +141,25 @@ struct ConnectionTests {
 
     @Test("A client that resets its connection cancels its call to the worker")
     func resetCancelsUpstreamCall() async throws {
-        let silent = try await BadWorker(.silent)
-        defer { Task { await silent.close() } }
+        let silent = try await ScriptedWorker { _ in .silent }
         try await TestGateway.with({
             $0.routing.requestTimeout = .seconds(30)
             $0.retry.isEnabled = false
         }) { gw in
-            let id = try await gw.addWorker(url: silent.url, extra: #""model_id": "m", "runtime": "openai", "disable_health_check": true"#)
+            let id = try await gw.addWorker(url: "http://127.0.0.1:\(silent.port)", extra: #""model_id": "m", "runtime": "openai", "disable_health_check": true"#)
             try await gw.waitUntilHealthy(id)
-            // A plain socket with SO_LINGER 0: closing it sends a reset, not a half-close
-            // (after which the client could still want its answer).
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            #expect(fd >= 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(gw.port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            #expect(connected == 0)
-            let request = Array(Self.completion(model: "m", id: "reset").utf8)
-            #expect(send(fd, request, request.count, 0) == request.count)
+            let client = try await RawClient(port: gw.port)
+            try await client.send(Self.completion(model: "m", id: "reset"))
             try await eventually("the call reaches the worker") { try await gw.worker(id)["load"] == .int(1) }
-            var noLinger = linger(l_onoff: 1, l_linger: 0)
-            #expect(setsockopt(fd, SOL_SOCKET, SO_LINGER, &noLinger, socklen_t(MemoryLayout<linger>.size)) == 0)
-            close(fd)
-            // Without the cancellation the load would stay until the 30 s deadline.
+            // SO_LINGER 0: closing sends a reset, not a half-close (after which the client
+            // could still want its answer).
+            try await (client.channel as! any SocketOptionProvider).setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
+            await client.close()
+            // Without the cancellation both would wait for the 30 s deadline.
             try await eventually("the worker's load is given back", timeout: .seconds(5)) { try await gw.worker(id)["load"] == .int(0) }
+            try await eventually("the connection to the worker is closed", timeout: .seconds(5)) { silent.closedConnections == 1 }
         }
+        await silent.close()
     }
 
     @Test("Date header values", arguments: [

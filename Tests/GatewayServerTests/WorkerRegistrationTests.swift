@@ -106,6 +106,11 @@ struct WorkerRegistrationTests {
             #expect(whole.json["total"]?.intValue == Int64(RESTAPI.listInOnePiece))
 
             try await register(RESTAPI.listInOnePiece..<(RESTAPI.listInOnePiece + 200))
+            // Registration jobs end in the background (each worker's JSON changes then): the
+            // two reads below must see the same document.
+            try await eventually("every registration job has ended", timeout: .seconds(20)) {
+                !(try await gw.get("/workers").text.contains("job_status"))
+            }
             let pieces = try await gw.get("/workers")
             #expect(pieces.status == 200)
             #expect(pieces.headers.first(name: "content-length") == nil)
