@@ -20,12 +20,11 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
-        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // The system protobuf-c runtime (Debian: libprotobuf-c-dev).
@@ -71,23 +70,125 @@ let package = Package(
             name: "GatewayCore",
             swiftSettings: swiftSettings
         ),
-        // REST app, upstream HTTP, background services.
+        // The OpenAI and SGLang shapes: request scanning, /generate translation, the SSE codec,
+        // typed generate <-> OpenAI bodies. Shared by the server, the CLI and the sim worker.
+        .target(
+            name: "GatewayOpenAI",
+            dependencies: [
+                "GatewayCore",
+                "GatewayJSON",
+                "GatewayWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Metrics (Prometheus text), the per-request record, and logging off the hot path.
+        .target(
+            name: "GatewayObservability",
+            dependencies: [
+                "GatewayCore",
+                "GatewayJSON",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The one transport for every call to a worker: HTTP/1.1 (plain or TLS), pooled per
+        // event loop and worker, answers decoded once (event streams into events).
+        .target(
+            name: "GatewayUpstream",
+            dependencies: [
+                "GatewayCore",
+                "GatewayOpenAI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The inference core both doors use: InferenceCall in, InferenceAnswer out; the
+        // attempts on workers as AttemptStateMachine (GatewayCore) decides.
+        .target(
+            name: "GatewayInference",
+            dependencies: [
+                "GatewayCore",
+                "GatewayOpenAI",
+                "GatewayUpstream",
+                "GatewayObservability",
+                "GatewayWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Worker management both doors offer: registration jobs, probes, active health
+        // checks, the durable store's ordering.
+        .target(
+            name: "GatewayWorkers",
+            dependencies: [
+                "GatewayCore",
+                "GatewayJSON",
+                "GatewayStore",
+                "GatewayUpstream",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The REST door: HTTP/1.1 connections on NIO (one request-cycle state machine),
+        // route dispatch, the worker API, probes and info routes.
+        .target(
+            name: "GatewayHTTP",
+            dependencies: [
+                "GatewayCore",
+                "GatewayJSON",
+                "GatewayOpenAI",
+                "GatewayUpstream",
+                "GatewayInference",
+                "GatewayObservability",
+                "GatewayWorkers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The binary door: frames over TCP, one session state machine per connection.
+        .target(
+            name: "GatewayBinary",
+            dependencies: [
+                "GatewayCore",
+                "GatewayWire",
+                "GatewayOpenAI",
+                "GatewayInference",
+                "GatewayObservability",
+                "GatewayWorkers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The wiring: configuration, the listeners of both doors, one ServiceGroup and its shutdown order.
         .target(
             name: "GatewayServer",
             dependencies: [
                 "GatewayCore",
-                "GatewayWire",
-                "GatewayJSON",
                 "GatewayStore",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "GatewayUpstream",
+                "GatewayInference",
+                "GatewayObservability",
+                "GatewayWorkers",
+                "GatewayHTTP",
+                "GatewayBinary",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -122,8 +223,13 @@ let package = Package(
                 "GatewayWire",
                 "GatewayCore",
                 "GatewayJSON",
+                "GatewayOpenAI",
+                "GatewayUpstream",
+                "GatewayObservability",
+                "GatewayWorkers",
                 "SimWorker",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

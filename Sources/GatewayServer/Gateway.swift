@@ -1,13 +1,22 @@
-import AsyncHTTPClient
+import GatewayBinary
 import GatewayCore
+import GatewayHTTP
+import GatewayInference
+import GatewayObservability
 import GatewayStore
-import Hummingbird
-import HummingbirdCore
+import GatewayUpstream
+import GatewayWorkers
 import Logging
 import NIOCore
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -15,52 +24,49 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// The gateway: registry, background jobs, health checks and the REST API,
-/// assembled from one configuration.
+/// The gateway, assembled from one configuration: registry, worker transport, inference
+/// core, the two doors and the background services, run as one `ServiceGroup`.
 ///
-/// `run` serves until the surrounding task is cancelled or (when given signals)
-/// a shutdown signal arrives; tests run the real gateway this way on port 0.
+/// `run` serves until the surrounding task is cancelled or (when given signals) a
+/// shutdown signal arrives, then shuts down in this order: readiness answers 503; the
+/// REST listener drains and binary connections get `GoAway`, both at once, within the
+/// grace period; the background services stop; registration jobs are cancelled; the
+/// worker transport closes its idle connections. Tests run the real gateway this way on port 0.
 public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let registry: WorkerRegistry
     public let workers: WorkerService
     public let policy: any RoutingPolicy
     let selector: WorkerSelector
-    let jobs: WorkerJobs
+    let transport: WorkerTransport
     let prober: WorkerProber
-    let httpClient: HTTPClient
-    /// Inference calls to plain-HTTP workers.
-    let upstreamClient: UpstreamHTTPClient
+    let engine: InferenceEngine
     let logger: Logger
-    /// Set once the upstream client is shut down (by `run`, or by `deinit` for a gateway never run).
-    private let clientShutDown = Atomic<Bool>(false)
-    /// The running service group, so `shutdown()` can stop it gracefully.
-    private let serviceGroup = Mutex<ServiceGroup?>(nil)
-    private let boundBinaryPort = Mutex<Int?>(nil)
     let lifecycle = LifecycleState()
-    private let runningProxy = Mutex<InferenceProxy?>(nil)
-    private let boundPrometheusPort = Mutex<Int?>(nil)
     /// The metric families served at `/metrics`.
     let metrics: GatewayMetrics
+    private let serviceGroup = Mutex<ServiceGroup?>(nil)
+    private let boundBinaryPort = Mutex<Int?>(nil)
+    private let boundPrometheusPort = Mutex<Int?>(nil)
 
     /// The port of the separate Prometheus listener once `run` has bound it (nil when disabled).
     public var prometheusPort: Int? { boundPrometheusPort.withLock { $0 } }
 
+    /// The port of the binary listener once `run` has bound it (nil when disabled).
+    public var binaryPort: Int? { boundBinaryPort.withLock { $0 } }
+
     /// The Prometheus text `/metrics` answers now.
     public func metricsText() -> String { metrics.render() }
 
-    /// The admission controller of the running gateway (tests and metrics).
-    var proxyAdmission: AdmissionController? { runningProxy.withLock { $0?.admission } }
-
-    /// The port of the binary listener once `run` has bound it (nil when disabled).
-    public var binaryPort: Int? { boundBinaryPort.withLock { $0 } }
+    /// The admission controller (nil without `--max-concurrent-requests`).
+    var proxyAdmission: AdmissionController? { engine.admission }
 
     /// Why the gateway cannot start.
     public struct StartupError: Error, CustomStringConvertible {
         public let description: String
     }
 
-    /// - Throws: `StartupError` when the state file cannot be opened.
+    /// - Throws: `StartupError` when the state file or the TLS settings cannot be loaded.
     public init(configuration: GatewayConfiguration, logger: Logger? = nil) throws {
         let store: any WorkerStore
         if let path = configuration.statePath {
@@ -80,123 +86,129 @@ public final class Gateway: Sendable {
         self.policy = configuration.routing.policy.makePolicy(cacheAware: configuration.routing.cacheAware)
         self.selector = WorkerSelector(registry: registry, policy: policy)
         self.metrics = GatewayMetrics(workers: registry)
-
-        var clientConfiguration = HTTPClient.Configuration()
-        clientConfiguration.redirectConfiguration = .disallow
-        // No distributed tracing spans per upstream request (measurable on the hot path).
-        clientConfiguration.tracing.tracer = nil
-        clientConfiguration.timeout = .init(connect: .seconds(5))
-        clientConfiguration.httpVersion = .http1Only
-        // We retry on our own terms (another attempt later, another worker): fail fast.
-        clientConfiguration.connectionPool.retryConnectionEstablishment = false
-        clientConfiguration.connectionPool.idleTimeout = .seconds(60)
-        // Streams hold a connection each; many may run against one worker at once.
-        clientConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1024
-        self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
-        // Idle connections are not reused after 4 s: workers (uvicorn, llama.cpp) close theirs at 5 s.
-        self.upstreamClient = UpstreamHTTPClient(connectTimeout: .seconds(5), idleTimeout: .seconds(4))
-        self.prober = WorkerProber(client: httpClient)
-        self.jobs = WorkerJobs(registry: registry, prober: prober, configuration: configuration.registration, logger: logger)
+        do {
+            // Idle connections are not reused after 4 s: workers (uvicorn, llama.cpp) close theirs at 5 s.
+            self.transport = try WorkerTransport(
+                configuration: .init(
+                    connectTimeout: .seconds(5), idleTimeout: .seconds(4), maxConnectionsPerWorker: configuration.routing.maxConnectionsPerWorker
+                )
+            )
+        } catch {
+            throw StartupError(description: "cannot set up TLS for calls to workers: \(error)")
+        }
+        self.prober = WorkerProber(transport: transport)
         self.workers = WorkerService(
-            registry: registry, jobs: jobs, persistence: WorkerPersistence(store: store), healthDefaults: configuration.healthCheck, defaultMaxLoad: configuration.routing.workerMaxLoad
+            registry: registry, store: store, prober: prober, registration: configuration.registration, healthDefaults: configuration.healthCheck,
+            defaultMaxLoad: configuration.routing.workerMaxLoad, logger: logger
         )
+        let admission = configuration.admission
+        self.engine = InferenceEngine(
+            configuration: .init(
+                attempts: .init(
+                    maxAttempts: configuration.retry.isEnabled ? configuration.retry.maxAttempts : 1, backoff: configuration.retry.backoff
+                ),
+                requestTimeout: configuration.routing.requestTimeout, maxTranslatedAnswerBytes: configuration.routing.maxPayloadBytes,
+                wantsRoutingText: configuration.routing.policy == .cacheAware, maxRoutingTextBytes: configuration.routing.maxRoutingTextBytes,
+                gatewayChecksKeys: configuration.auth.apiKey != nil || configuration.auth.adminAPIKey != nil
+            ),
+            registry: registry, selector: selector, transport: transport, metrics: metrics, logger: logger,
+            admission: admission.maxConcurrentRequests.map { limit in
+                AdmissionController(configuration: .init(maxConcurrent: limit, queueSize: admission.queueSize, queueTimeout: admission.queueTimeout))
+            },
+            rateLimiter: admission.rateLimitPerSecond.map { RateLimiter(rate: $0) }
+        )
+        metrics.setAdmission(engine.admission)
     }
 
-    /// Serves until cancelled or signalled, then shuts down in order: listener,
-    /// background services, jobs, upstream client.
+    /// Serves until cancelled or signalled, then shuts down in order (see the type).
     ///
     /// - Parameters:
     ///   - gracefulShutdownSignals: signals that start a graceful shutdown (none in tests).
-    ///   - onListening: called with the bound REST port once the listener is up.
+    ///   - onListening: called with the bound REST port once the listeners are up.
     public func run(
         gracefulShutdownSignals: [UnixSignal] = [],
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
-        let startupInputs: [AddWorkerInput]
-        do {
-            startupInputs = try validatedStartupWorkers()
-        } catch {
-            await shutdownBackground()
-            throw error
-        }
-        let proxy = InferenceProxy(
-            selector: selector, registry: registry, upstream: upstreamClient, client: httpClient, configuration: configuration, logger: logger,
-            metrics: metrics
-        )
-        runningProxy.withLock { $0 = proxy }
-        metrics.setAdmission(proxy.admission)
-        let info = InfoRoutes(
-            registry: registry, selector: selector, client: httpClient, configuration: configuration,
-            startedAt: Int64(Date().timeIntervalSince1970)
-        )
-        let timeouts = configuration.clientTimeouts
+        let startupInputs = try validatedStartupWorkers()
         let authorizer = Authorizer(apiKey: configuration.auth.apiKey, adminAPIKey: configuration.auth.adminAPIKey)
-        let api = RESTAPI(service: workers, registry: registry, configuration: configuration, proxy: proxy, info: info, lifecycle: lifecycle, metrics: metrics)
-        var services: [any Service] = [
-            HealthChecker(registry: registry, prober: prober, logger: logger),
-            PolicyMaintenance(policy: policy, registry: registry, interval: configuration.routing.evictionInterval),
-        ]
-        var binaryListener: BinaryListener?
-        if configuration.binary.port != nil {
+        let timeouts = configuration.clientTimeouts
+        let doorConfiguration = RESTDoor.Configuration(
+            maxInferenceBodyBytes: configuration.routing.maxPayloadBytes, maxControlBodyBytes: configuration.http.maxControlBodyBytes,
+            idleTimeout: timeouts.idle, headerReadTimeout: timeouts.headerRead, bodyReadTimeout: timeouts.bodyRead, sendTimeout: timeouts.send,
+            serverName: Self.serverName
+        )
+        let facts = ServerFacts(
+            policy: configuration.routing.policy.rawValue, maxPayloadBytes: configuration.routing.maxPayloadBytes,
+            requestTimeout: configuration.routing.requestTimeout,
+            retryMaxAttempts: configuration.retry.isEnabled ? configuration.retry.maxAttempts : 1,
+            circuitBreakerEnabled: configuration.circuitBreaker.isEnabled
+        )
+        let rest = RESTDoor(
+            configuration: doorConfiguration, engine: engine, workers: workers, transport: transport, lifecycle: lifecycle, selector: selector,
+            facts: facts, startedAt: Int64(Date().timeIntervalSince1970), authorizer: authorizer, metrics: metrics, logger: logger
+        )
+        let host = configuration.http.host
+        var listeners: [TCPListener] = []
+        do {
+            listeners.append(try await TCPListener(host: host, port: configuration.http.port) { try rest.initialize($0) })
+        } catch {
+            throw StartupError(description: "cannot listen on \(host):\(configuration.http.port): \(error)")
+        }
+        if let port = configuration.binary.port {
+            let binary = BinaryDoor(
+                configuration: .init(
+                    maxFrameBytes: configuration.binary.maxFrameBytes, maxConcurrentStreams: configuration.binary.maxConcurrentStreams,
+                    idleTimeout: configuration.binary.idleTimeout, serverName: Self.serverName
+                ),
+                engine: engine, workers: workers, authorizer: authorizer, metrics: metrics, logger: logger
+            )
             do {
-                let listener = try await BinaryListener(
-                    host: configuration.http.host, configuration: configuration.binary, grace: configuration.shutdownGracePeriod,
-                    authorizer: authorizer, calls: BinaryCalls(workers: workers, registry: registry, proxy: proxy), metrics: metrics, logger: logger
-                )
+                let listener = try await TCPListener(host: host, port: port) { try binary.initialize($0) }
+                listeners.append(listener)
                 boundBinaryPort.withLock { $0 = listener.port }
-                services.append(listener)
-                binaryListener = listener
-                logger.info("binary protocol listening", metadata: ["address": "\(configuration.http.host):\(listener.port)"])
+                logger.info("binary protocol listening", metadata: ["address": "\(host):\(listener.port)"])
             } catch {
-                await shutdownBackground()
-                throw StartupError(description: "cannot listen for the binary protocol on \(configuration.http.host):\(configuration.binary.port!): \(error)")
+                for listener in listeners { listener.closeAll() }
+                throw StartupError(description: "cannot listen for the binary protocol on \(host):\(port): \(error)")
             }
         }
-        defer { binaryListener?.close() }
         if let port = configuration.metrics.port {
-            services.append(makePrometheusListener(port: port))
+            let metricsDoor = RESTDoor.metricsOnly(configuration: doorConfiguration, metrics: metrics, logger: logger)
+            let metricsHost = configuration.metrics.host
+            do {
+                let listener = try await TCPListener(host: metricsHost, port: port) { try metricsDoor.initialize($0) }
+                listeners.append(listener)
+                boundPrometheusPort.withLock { $0 = listener.port }
+                logger.info("prometheus metrics listening", metadata: ["address": "http://\(metricsHost):\(listener.port)/metrics"])
+            } catch {
+                for listener in listeners { listener.closeAll() }
+                throw StartupError(description: "cannot listen for metrics on \(metricsHost):\(port): \(error)")
+            }
         }
-        let responder = GatewayResponder(routes: api.makeRoutes(), authorizer: authorizer, metrics: metrics, logger: logger)
-        let http1 = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [SlowClientGuard(headerTimeout: timeouts.headerRead, bodyTimeout: timeouts.bodyRead)],
-            idleTimeout: TimeAmount(configuration.clientTimeouts.idle)
-        )
-        let connectionShared = ConnectionResponder.Shared(
-            responder: responder, serverName: Self.serverName, logger: logger,
-            inferenceBodyLimit: configuration.routing.maxPayloadBytes, controlBodyLimit: configuration.http.maxControlBodyBytes
-        )
-        let app = Application(
-            responder: responder,
-            // Requests are answered by ConnectionResponder (on the connection's event loop
-            // where that pays); Hummingbird keeps the listener, codec and connection lifetime.
-            server: HTTPServerBuilder { hummingbirdResponder in
-                GatewayHTTP1Channel(base: HTTP1Channel(responder: hummingbirdResponder, configuration: http1), shared: connectionShared)
-            },
-            configuration: ApplicationConfiguration(
-                address: .hostname(configuration.http.host, port: configuration.http.port),
-                serverName: Self.serverName
-            ),
-            services: services,
-            onServerRunning: { channel in
-                await onListening(channel.localAddress?.port ?? 0)
-            },
-            logger: logger
-        )
         do {
             let restored = try await workers.restoreStoredWorkers()
             if restored > 0 { logger.info("restored workers from the state file", metadata: ["count": "\(restored)"]) }
+            for input in startupInputs { _ = try await workers.add(input) }
         } catch {
-            await shutdownBackground()
+            for listener in listeners { listener.closeAll() }
+            await workers.shutdown()
+            transport.shutdown()
             throw StartupError(description: "cannot read the state file: \(error)")
         }
-        for input in startupInputs {
-            _ = try await workers.add(input)
-        }
-        // Services shut down in reverse order: the watcher marks the gateway draining first.
+
+        let restPort = listeners[0].port
+        let doors = listeners
+        // Services shut down in reverse order, each after the one before it has ended.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
-                .init(service: app),
-                // It returns when the shutdown starts; that must not cancel the group.
+                .init(service: TransportService(transport: transport)),
+                .init(service: RegistrationJobsService(workers: workers)),
+                .init(service: HealthChecker(registry: registry, prober: prober, logger: logger)),
+                .init(service: PolicyMaintenance(policy: policy, registry: registry, interval: configuration.routing.evictionInterval)),
+                .init(
+                    service: FrontDoors(listeners: doors, grace: configuration.shutdownGracePeriod, onListening: { await onListening(restPort) })
+                ),
+                // It returns when the shutdown starts: that must not cancel the group.
                 .init(
                     service: ShutdownWatcher(state: lifecycle, signals: gracefulShutdownSignals, logger: logger),
                     successTerminationBehavior: .gracefullyShutdownGroup
@@ -205,60 +217,23 @@ public final class Gateway: Sendable {
             gracefulShutdownSignals: gracefulShutdownSignals,
             logger: logger
         )
-        // Past the grace period, whatever still runs is cancelled.
-        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
+        // The doors enforce the grace period themselves; this is the backstop.
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod + .seconds(10)
         let group = ServiceGroup(configuration: groupConfiguration)
         serviceGroup.withLock { $0 = group }
         defer { serviceGroup.withLock { $0 = nil } }
-        do {
-            try await group.run()
-        } catch {
-            await shutdownBackground()
-            throw error
-        }
-        await shutdownBackground()
+        defer { for listener in doors { listener.closeAll() } }
+        try await group.run()
     }
 
     /// The `Server` header of every answer.
     static let serverName = "model-gateway"
 
-    /// Starts a graceful shutdown of a running gateway: the listener closes, requests
-    /// in flight finish, then `run` returns. Does nothing when the gateway is not running.
+    /// Starts a graceful shutdown of a running gateway: readiness answers 503, the
+    /// listeners drain, then `run` returns. Does nothing when the gateway is not running.
     public func shutdown() async {
         lifecycle.beginDraining()
         await serviceGroup.withLock { $0 }?.triggerGracefulShutdown()
-    }
-
-    /// The `--prometheus-port` listener: `GET /metrics` only.
-    private func makePrometheusListener(port: Int) -> some Service {
-        let host = configuration.metrics.host
-        let logger = logger
-        return Application(
-            responder: MetricsResponder(metrics: metrics),
-            server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.clientTimeouts.idle))),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: Self.serverName),
-            onServerRunning: { [weak self] channel in
-                let bound = channel.localAddress?.port ?? port
-                self?.boundPrometheusPort.withLock { $0 = bound }
-                logger.info("prometheus metrics listening", metadata: ["address": "http://\(host):\(bound)/metrics"])
-            },
-            logger: logger
-        )
-    }
-
-    private func shutdownBackground() async {
-        await jobs.shutdown()
-        upstreamClient.shutdown()
-        if clientShutDown.exchange(true, ordering: .acquiringAndReleasing) == false {
-            try? await httpClient.shutdown()
-        }
-    }
-
-    deinit {
-        // A gateway that never ran (or failed to start) still owns a client that must be closed.
-        if clientShutDown.exchange(true, ordering: .acquiringAndReleasing) == false {
-            _ = httpClient.shutdown()
-        }
     }
 
     /// `--worker-urls` checked before anything starts, so a typo stops the gateway
@@ -271,6 +246,79 @@ public final class Gateway: Sendable {
                 throw StartupError(description: "--worker-urls: \(error.description)")
             }
             return AddWorkerInput(url: raw, apiKey: configuration.workerAPIKey)
+        }
+    }
+}
+
+/// The listeners of both doors (and the Prometheus one): serving until the shutdown,
+/// then drained at the same time, REST and binary alike.
+struct FrontDoors: Service {
+    let listeners: [TCPListener]
+    let grace: Duration
+    let onListening: @Sendable () async -> Void
+
+    func run() async throws {
+        await onListening()
+        let grace: Duration
+        do {
+            try await gracefulShutdown()
+            grace = self.grace
+        } catch {
+            // Cancelled: close at once.
+            grace = .zero
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for listener in listeners { group.addTask { await listener.drain(grace: grace) } }
+        }
+    }
+}
+
+/// Cancels the registration jobs once the doors are closed.
+struct RegistrationJobsService: Service {
+    let workers: WorkerService
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await workers.shutdown()
+    }
+}
+
+/// Closes the worker transport's idle connections last.
+struct TransportService: Service {
+    let transport: WorkerTransport
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        transport.shutdown()
+    }
+}
+
+/// Runs first in shutdown: marks the gateway as draining (readiness 503), and when
+/// shutdown signals are in use, turns a second signal into an immediate exit (an
+/// operator who presses Ctrl-C twice wants out now).
+///
+/// It returns as soon as the shutdown starts: the service group shuts services down in
+/// reverse order and waits for each, so waiting here for the second signal would keep
+/// the doors from ever draining. The second-signal watch runs in a task of its own that
+/// lives until the process exits.
+struct ShutdownWatcher: Service {
+    let state: LifecycleState
+    let signals: [UnixSignal]
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        state.beginDraining()
+        logger.notice("shutting down: no new connections; in-flight requests and streams get the grace period")
+        guard !signals.isEmpty else { return }
+        // The first signal started this shutdown; the next one forces it.
+        let second = await UnixSignalsSequence(trapping: signals)
+        let logger = logger
+        Task.detached {
+            for await signal in second {
+                logger.warning("second \(signal): exiting now")
+                exit(130)
+            }
         }
     }
 }

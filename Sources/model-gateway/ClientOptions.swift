@@ -39,7 +39,7 @@ struct ClientOptions: ParsableArguments {
         let backend: any GatewayBackend
         do {
             if rest {
-                backend = RESTBackend(host: host, port: restPort, apiKey: apiKey)
+                backend = try RESTBackend(host: host, port: restPort, apiKey: apiKey)
             } else {
                 let client = try await GatewayClient.connect(host: host, port: port, apiKey: apiKey, clientName: "model-gateway-cli")
                 backend = BinaryBackend(client: client)

@@ -1,8 +1,9 @@
 import ArgumentParser
-import AsyncHTTPClient
 import GatewayClient
+import GatewayCore
 import GatewayJSON
 import GatewayServer
+import GatewayUpstream
 import GatewayWire
 import Logging
 import NIOCore
@@ -76,14 +77,14 @@ struct Demo: AsyncParsableCommand {
             }
             let base = "http://127.0.0.1:\(gatewayPort)"
             print("Gateway listening on \(base)\n")
-            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            let client = try WorkerTransport()
             do {
                 try await examples(base: base, workerURLs: workerURLs, client: client)
                 if let binaryPort = gateway.binaryPort { try await binaryExamples(port: binaryPort) }
                 print("# Demo calls done.")
-                try await client.shutdown()
+                client.shutdown()
             } catch {
-                try? await client.shutdown()
+                client.shutdown()
                 await gateway.shutdown()
                 throw error
             }
@@ -98,7 +99,7 @@ struct Demo: AsyncParsableCommand {
     }
 
     /// The example calls, printed as curl commands with their answers.
-    private func examples(base: String, workerURLs: [String], client: HTTPClient) async throws {
+    private func examples(base: String, workerURLs: [String], client: WorkerTransport) async throws {
         var ids: [String] = []
         for url in workerURLs {
             let reply = try await call(client, .POST, base, "/workers", body: #"{"url": "\#(url)", "labels": {"pool": "demo"}}"#)
@@ -181,26 +182,22 @@ struct Demo: AsyncParsableCommand {
         let json: JSONValue
     }
 
-    private func call(_ client: HTTPClient, _ method: HTTPMethod, _ base: String, _ path: String, body: String? = nil, quiet: Bool = false) async throws -> Reply {
-        var request = HTTPClientRequest(url: base + path)
-        request.method = method
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-        }
-        let response = try await client.execute(request, timeout: .seconds(10))
-        let bytes = try await response.body.collect(upTo: 16 << 20)
-        let parsed = try? JSONParser.parse(bytes.readableBytesView)
+    private func call(_ client: WorkerTransport, _ method: HTTPMethod, _ base: String, _ path: String, body: String? = nil, quiet: Bool = false) async throws -> Reply {
+        var headers = HTTPHeaders()
+        if body != nil { headers.add(name: "Content-Type", value: "application/json") }
+        let request = WorkerRequest(method: method, url: try WorkerURL(base), path: path, headers: headers, body: body.map { ByteBuffer(string: $0) })
+        let answer = try await client.send(request, timeout: .seconds(10), bodyLimit: 16 << 20)
+        let parsed = try? JSONParser.parse(answer.body.readableBytesView)
         if !quiet {
             var command = "curl -s -X \(method.rawValue) \(base)\(path)"
             if let body { command += " -H 'Content-Type: application/json' -d '\(body)'" }
             print("$ \(command)")
-            print("HTTP \(response.status.code)")
+            print("HTTP \(answer.status)")
             // JSON pretty-printed; anything else (a server-sent event stream) as it came.
-            print((parsed?.prettyString ?? String(buffer: bytes)) + "\n")
+            print((parsed?.prettyString ?? String(buffer: answer.body)) + "\n")
         }
-        let json = parsed ?? .string(String(buffer: bytes))
-        return Reply(status: Int(response.status.code), json: json)
+        let json = parsed ?? .string(String(buffer: answer.body))
+        return Reply(status: answer.status, json: json)
     }
 
     private func expect(_ condition: Bool, _ message: String) throws {

@@ -1,6 +1,7 @@
-import AsyncHTTPClient
+import GatewayCore
 import GatewayJSON
-import GatewayServer
+import GatewayOpenAI
+import GatewayUpstream
 import GatewayWire
 import NIOCore
 import NIOHTTP1
@@ -26,20 +27,26 @@ enum RESTError: Error, CustomStringConvertible {
     }
 }
 
-/// The REST API, through AsyncHTTPClient. Worker and model answers are printed as the
-/// gateway wrote them; generation answers (OpenAI shapes) become a `Wire.GenerateResult`
-/// so both front doors print the same result.
+/// The REST API, through the gateway's own worker transport (the gateway is called as
+/// the gateway calls a worker). Worker and model answers are printed as the gateway
+/// wrote them; generation answers (OpenAI shapes) become a `Wire.GenerateResult`, read
+/// with the server's own event decoder, so both front doors print the same result.
 struct RESTBackend: GatewayBackend {
-    private let client = HTTPClient(eventLoopGroupProvider: .singleton)
-    private let base: String
+    private let transport: WorkerTransport
+    private let base: WorkerURL
     private let apiKey: String?
 
-    init(host: String, port: Int, apiKey: String?) {
-        self.base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+    init(host: String, port: Int, apiKey: String?) throws {
+        do {
+            self.base = try WorkerURL("http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+        } catch {
+            throw RESTError.server(code: "INVALID_URL", message: "--host \(host): \(error)", httpStatus: 400)
+        }
+        self.transport = try WorkerTransport()
         self.apiKey = apiKey
     }
 
-    func shutdown() async { try? await client.shutdown() }
+    func shutdown() async { transport.shutdown() }
 
     // MARK: Workers and models
 
@@ -83,83 +90,90 @@ struct RESTBackend: GatewayBackend {
     // MARK: Generation
 
     func generate(_ request: Wire.GenerateRequest) async throws -> Wire.GenerateResult {
-        let (path, body) = try Self.openAIRequest(request, stream: false)
-        let answer = try await call(.POST, path, body: body, timeout: .hours(1))
-        let choice = answer.json["choices"]?[0]
-        return Wire.GenerateResult(
-            text: choice?["text"]?.stringValue ?? choice?["message"]?["content"]?.stringValue ?? "",
-            finishReason: choice?["finish_reason"]?.stringValue ?? "",
-            usage: OpenAIGenerate.usage(answer.json["usage"]),
-            model: answer.json["model"]?.stringValue ?? "",
-            workerID: answer.headers.first(name: "X-Gateway-Worker-Id") ?? "",
-            requestID: answer.headers.first(name: "X-Request-Id") ?? ""
-        )
-    }
-
-    func generateStream(_ request: Wire.GenerateRequest, onText: (String) -> Void) async throws -> Wire.GenerateResult {
-        let (path, body) = try Self.openAIRequest(request, stream: true)
-        let response = try await client.execute(makeRequest(.POST, path, body: body), timeout: .hours(1))
-        let status = Int(response.status.code)
-        guard (200..<300).contains(status) else {
-            throw RESTError(status: status, body: try await response.body.collect(upTo: 1 << 20))
+        var request = request
+        request.stream = false
+        let answer = try await call(.POST, try Self.path(for: request), body: try Self.body(for: request), timeout: .seconds(3600))
+        guard var result = OpenAIGenerate.result(fromAnswer: answer.body) else {
+            throw RESTError.server(code: "upstream_error", message: "the answer is not an OpenAI completion", httpStatus: 502)
         }
-        var result = Wire.GenerateResult(
-            workerID: response.headers.first(name: "X-Gateway-Worker-Id") ?? "",
-            requestID: response.headers.first(name: "X-Request-Id") ?? ""
-        )
-        var events = ServerSentEventParser()
-        for try await buffer in response.body {
-            for data in events.feed(buffer) where data != "[DONE]" {
-                guard let event = try? JSONParser.parse(data) else { continue }
-                if let error = event["error"], error != .null {
-                    throw RESTError.server(
-                        code: error["code"]?.stringValue ?? "upstream_error",
-                        message: error["message"]?.stringValue ?? "the worker failed mid-stream", httpStatus: 502
-                    )
-                }
-                if let model = event["model"]?.stringValue { result.model = model }
-                if let usage = OpenAIGenerate.usage(event["usage"]) { result.usage = usage }
-                guard let choice = event["choices"]?[0] else { continue }
-                let text = choice["text"]?.stringValue ?? choice["delta"]?["content"]?.stringValue ?? ""
-                if !text.isEmpty { onText(text) }
-                if let reason = choice["finish_reason"]?.stringValue { result.finishReason = reason }
-            }
-        }
+        result.workerID = answer.headers.first(name: "X-Gateway-Worker-Id") ?? ""
+        result.requestID = answer.headers.first(name: "X-Request-Id") ?? ""
         return result
     }
 
-    /// The OpenAI request the binary protocol would make of `request` (the server's own
-    /// builder), with `stream` as asked.
-    static func openAIRequest(_ request: Wire.GenerateRequest, stream: Bool) throws -> (path: String, body: ByteBuffer) {
+    func generateStream(_ request: Wire.GenerateRequest, onText: (String) -> Void) async throws -> Wire.GenerateResult {
         var request = request
-        request.stream = stream
+        request.stream = true
+        let (head, parts) = try await sendStreaming(.POST, try Self.path(for: request), body: try Self.body(for: request))
+        guard (200..<300).contains(head.status) else {
+            var body = ByteBuffer()
+            for try await part in parts {
+                switch part {
+                case .bytes(let bytes): body.writeImmutableBuffer(bytes)
+                case .event(let event): event.write(into: &body)
+                }
+            }
+            throw RESTError(status: head.status, body: body)
+        }
+        var reader = OpenAIGenerate.StreamReader()
+        for try await part in parts {
+            guard case .event(let event) = part else { continue }
+            do throws(GatewayError) {
+                let text = try reader.text(of: event)
+                if !text.isEmpty { onText(text) }
+            } catch {
+                throw RESTError.server(code: error.code.openAI, message: error.message, httpStatus: error.status)
+            }
+        }
+        return Wire.GenerateResult(
+            finishReason: reader.finishReason, usage: reader.usage, model: reader.model,
+            workerID: head.headers.first(name: "X-Gateway-Worker-Id") ?? "", requestID: head.headers.first(name: "X-Request-Id") ?? ""
+        )
+    }
+
+    /// The route and OpenAI body the binary protocol would make of `request` (the server's own builder).
+    static func path(for request: Wire.GenerateRequest) throws -> String {
         do {
-            return try OpenAIGenerate.httpRequest(for: request)
+            return try OpenAIGenerate.route(for: request).rawValue
         } catch {
-            throw RESTError.server(code: error.code, message: error.message, httpStatus: error.status)
+            throw RESTError.server(code: error.code.openAI, message: error.message, httpStatus: error.status)
+        }
+    }
+
+    static func body(for request: Wire.GenerateRequest) throws -> ByteBuffer {
+        do {
+            return try OpenAIGenerate.body(for: request)
+        } catch {
+            throw RESTError.server(code: error.code.openAI, message: error.message, httpStatus: error.status)
         }
     }
 
     // MARK: HTTP
 
-    private func makeRequest(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) -> HTTPClientRequest {
-        var request = HTTPClientRequest(url: base + path)
-        request.method = method
-        if let apiKey { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(body)
-        }
-        return request
+    private func makeRequest(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) -> WorkerRequest {
+        var headers = HTTPHeaders()
+        if body != nil { headers.add(name: "Content-Type", value: "application/json") }
+        return WorkerRequest(method: method, url: base, path: path, headers: headers, body: body, apiKey: apiKey)
     }
 
     /// One request; a non-2xx answer is thrown as `RESTError`.
-    private func call(_ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil, timeout: TimeAmount = .seconds(60)) async throws -> (json: JSONValue, headers: HTTPHeaders) {
-        let response = try await client.execute(makeRequest(method, path, body: body), timeout: timeout)
-        let bytes = try await response.body.collect(upTo: 64 << 20)
-        let status = Int(response.status.code)
-        guard (200..<300).contains(status) else { throw RESTError(status: status, body: bytes) }
-        return (try JSONParser.parse(bytes.readableBytesView), response.headers)
+    private func call(_ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil, timeout: Duration = .seconds(60)) async throws -> (json: JSONValue, body: ByteBuffer, headers: HTTPHeaders) {
+        let answer: WorkerAnswer
+        do throws(WorkerFailure) {
+            answer = try await transport.send(makeRequest(method, path, body: body), timeout: timeout, bodyLimit: 64 << 20)
+        } catch {
+            throw RESTError.server(code: "UNREACHABLE", message: "cannot reach the gateway at \(base): \(error.message)", httpStatus: 0)
+        }
+        guard (200..<300).contains(answer.status) else { throw RESTError(status: answer.status, body: answer.body) }
+        return ((try? JSONParser.parse(answer.body.readableBytesView)) ?? .null, answer.body, answer.headers)
+    }
+
+    private func sendStreaming(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) async throws -> (WorkerAnswerHead, AsyncThrowingStream<WorkerAnswerPart, any Error>) {
+        do throws(WorkerFailure) {
+            return try await transport.stream(makeRequest(method, path, body: body), timeout: .seconds(3600))
+        } catch {
+            throw RESTError.server(code: "UNREACHABLE", message: "cannot reach the gateway at \(base): \(error.message)", httpStatus: 0)
+        }
     }
 
     /// `segment` percent-encoded for a URL path (ids are UUIDs, but a typo should not

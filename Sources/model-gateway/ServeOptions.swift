@@ -1,6 +1,8 @@
 import ArgumentParser
 import GatewayCore
+import GatewayObservability
 import GatewayServer
+import GatewayWorkers
 import Logging
 
 /// The flags of `serve` (and `demo`), named as the reference gateway names them.
@@ -54,6 +56,12 @@ struct ServeOptions: ParsableArguments {
 
     @Option(help: "Seconds a client has to send a request's body after its head.")
     var bodyReadTimeoutSecs: Int = 60
+
+    @Option(help: "Seconds a client may accept no byte of its answer before it is cut off (its request and admission slot freed).")
+    var sendTimeoutSecs: Int = 60
+
+    @Option(help: "Connections the gateway opens to one worker at most; more requests wait for one.")
+    var maxConnectionsPerWorker: Int = 1024
 
     @Option(help: "SQLite file keeping registered workers across restarts; 'none' keeps them in memory only.")
     var statePath: String = "model-gateway-state.sqlite"
@@ -165,9 +173,10 @@ struct ServeOptions: ParsableArguments {
         guard (0...65535).contains(binaryPort) else { throw ValidationError("--binary-port must be 0-65535") }
         if let prometheusPort, !(0...65535).contains(prometheusPort) { throw ValidationError("--prometheus-port must be 0-65535") }
         guard maxConcurrentRequests == -1 || maxConcurrentRequests >= 1 else { throw ValidationError("--max-concurrent-requests must be -1 or at least 1") }
-        guard queueSize >= 0, queueTimeoutSecs >= 1, idleTimeoutSecs >= 1, headerReadTimeoutSecs >= 1, bodyReadTimeoutSecs >= 1 else {
+        guard queueSize >= 0, queueTimeoutSecs >= 1, idleTimeoutSecs >= 1, headerReadTimeoutSecs >= 1, bodyReadTimeoutSecs >= 1, sendTimeoutSecs >= 1 else {
             throw ValidationError("--queue-size must be >= 0; --queue-timeout-secs and the client timeouts >= 1")
         }
+        guard maxConnectionsPerWorker >= 1 else { throw ValidationError("--max-connections-per-worker must be at least 1") }
         if let rate = rateLimitTokensPerSecond, !(rate > 0) { throw ValidationError("--rate-limit-tokens-per-second must be > 0") }
         for (name, key) in [("--api-key", apiKey), ("--admin-api-key", adminApiKey)] where key?.isEmpty == true {
             throw ValidationError("\(name) must not be empty")
@@ -231,7 +240,10 @@ struct ServeOptions: ParsableArguments {
                 queueTimeout: .seconds(queueTimeoutSecs), rateLimitPerSecond: rateLimitTokensPerSecond
             ),
             auth: .init(apiKey: apiKey, adminAPIKey: adminApiKey),
-            clientTimeouts: .init(idle: .seconds(idleTimeoutSecs), headerRead: .seconds(headerReadTimeoutSecs), bodyRead: .seconds(bodyReadTimeoutSecs)),
+            clientTimeouts: .init(
+                idle: .seconds(idleTimeoutSecs), headerRead: .seconds(headerReadTimeoutSecs), bodyRead: .seconds(bodyReadTimeoutSecs),
+                send: .seconds(sendTimeoutSecs)
+            ),
             shutdownGracePeriod: .seconds(shutdownGracePeriodSecs),
             registration: .init(
                 startupTimeout: .seconds(workerStartupTimeoutSecs),
@@ -254,7 +266,8 @@ struct ServeOptions: ParsableArguments {
                 evictionInterval: .seconds(evictionIntervalSecs),
                 maxPayloadBytes: maxPayloadSize,
                 requestTimeout: .seconds(requestTimeoutSecs),
-                workerMaxLoad: workerMaxLoad > 0 ? workerMaxLoad : nil
+                workerMaxLoad: workerMaxLoad > 0 ? workerMaxLoad : nil,
+                maxConnectionsPerWorker: maxConnectionsPerWorker
             ),
             retry: .init(
                 maxAttempts: retryMaxRetries,
@@ -276,16 +289,12 @@ struct ServeOptions: ParsableArguments {
     }
 }
 
-/// Installs stderr logging at `level` (once per process): text lines, or with
-/// `json` one JSON object per line.
+/// Installs stderr logging at `level` (once per process): text lines, or with `json`
+/// one JSON object per line; written by a thread of its own, off the request path.
 func bootstrapLogging(level: Logger.Level, json: Bool = false) {
+    let writer = json ? LogWriter.standardErrorJSON : LogWriter.standardError
     LoggingSystem.bootstrap { label in
-        if json {
-            var handler = JSONLogHandler(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        var handler = StreamLogHandler.standardError(label: label)
+        var handler = BufferedLogHandler(label: label, writer: writer)
         handler.logLevel = level
         return handler
     }

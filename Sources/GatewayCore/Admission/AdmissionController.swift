@@ -52,6 +52,17 @@ public final class AdmissionController: Sendable {
     /// Requests waiting now.
     public var queued: Int { state.withLock { $0.queue.count } }
 
+    /// A slot now, if one is free and nobody waits (no suspension: the request path tries
+    /// this first and waits only when it must).
+    public func tryAcquire() -> AdmissionPermit? {
+        let admitted = state.withLock { state in
+            guard state.running < configuration.maxConcurrent && state.queue.isEmpty else { return false }
+            state.running += 1
+            return true
+        }
+        return admitted ? AdmissionPermit(self) : nil
+    }
+
     /// Waits for a slot; the permit must be released when the response's last byte is out.
     public func acquire() async throws(Refusal) -> AdmissionPermit {
         enum Immediate { case admitted, full, wait(UInt64) }

@@ -1,4 +1,5 @@
 import GatewayCore
+import GatewayWorkers
 import Logging
 
 /// Everything `model-gateway serve` can be told, with the reference gateway's
@@ -90,26 +91,20 @@ public struct GatewayConfiguration: Sendable {
         public var headerRead: Duration
         /// A request's body must arrive within this long after its head.
         public var bodyRead: Duration
+        /// A client that accepts no byte of its answer for this long is cut off (its
+        /// request, its call to the worker and its admission slot with it), as nginx's `send_timeout`.
+        public var send: Duration
 
-        public init(idle: Duration = .seconds(120), headerRead: Duration = .seconds(10), bodyRead: Duration = .seconds(60)) {
+        public init(idle: Duration = .seconds(120), headerRead: Duration = .seconds(10), bodyRead: Duration = .seconds(60), send: Duration = .seconds(60)) {
             self.idle = idle
             self.headerRead = headerRead
             self.bodyRead = bodyRead
+            self.send = send
         }
     }
 
     /// How workers are registered.
-    public struct Registration: Sendable {
-        /// How long an add job keeps trying an unreachable worker before it fails.
-        public var startupTimeout: Duration
-        /// The longest wait between two registration attempts (the backoff starts at 250 ms).
-        public var maxCheckInterval: Duration
-
-        public init(startupTimeout: Duration = .seconds(1800), maxCheckInterval: Duration = .seconds(5)) {
-            self.startupTimeout = startupTimeout
-            self.maxCheckInterval = maxCheckInterval
-        }
-    }
+    public typealias Registration = RegistrationSettings
 
     /// How inference requests are routed and forwarded.
     public struct Routing: Sendable {
@@ -125,6 +120,8 @@ public struct GatewayConfiguration: Sendable {
         public var maxRoutingTextBytes: Int
         /// Default in-flight limit per worker above which it counts as saturated; nil: none.
         public var workerMaxLoad: Int?
+        /// Connections open to one worker at most (more requests wait for one).
+        public var maxConnectionsPerWorker: Int
 
         public init(
             policy: PolicyName = .cacheAware,
@@ -133,8 +130,10 @@ public struct GatewayConfiguration: Sendable {
             maxPayloadBytes: Int = 512 * 1024 * 1024,
             requestTimeout: Duration = .seconds(1800),
             maxRoutingTextBytes: Int = 16 * 1024,
-            workerMaxLoad: Int? = nil
+            workerMaxLoad: Int? = nil,
+            maxConnectionsPerWorker: Int = 1024
         ) {
+            self.maxConnectionsPerWorker = max(maxConnectionsPerWorker, 1)
             self.policy = policy
             self.cacheAware = cacheAware
             self.evictionInterval = evictionInterval
