@@ -299,6 +299,32 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "GatewayOpenAITests",
+            dependencies: ["GatewayOpenAI", "GatewayCore", "GatewayJSON", "GatewayWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatewayUpstreamTests",
+            dependencies: ["GatewayUpstream", "GatewayCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatewayHTTPTests",
+            dependencies: ["GatewayHTTP", "GatewayCore", "GatewayOpenAI", .product(name: "NIOHTTP1", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatewayBinaryTests",
+            dependencies: ["GatewayBinary", "GatewayCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatewayObservabilityTests",
+            dependencies: ["GatewayObservability", "GatewayJSON", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // The gateway as a whole, over real sockets: both doors, workers, faults, the lifecycle.
+        .testTarget(
             name: "GatewayServerTests",
             dependencies: [
                 "GatewayServer",
@@ -306,6 +332,12 @@ let package = Package(
                 "GatewayJSON",
                 "GatewayClient",
                 "GatewayWire",
+                "GatewayUpstream",
+                "GatewayInference",
+                "GatewayHTTP",
+                "GatewayWorkers",
+                "GatewayObservability",
+                "GatewayOpenAI",
                 "SimWorker",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -130,7 +130,7 @@ wait_http "http://127.0.0.1:$W2/health"
 wait_http "http://127.0.0.1:$WS/health"
 
 "$GATEWAY" serve --host 127.0.0.1 --state-path none --port "$GW_REST" --binary-port "$GW_BIN" \
-    --policy "$POLICY" --log-level warn --shutdown-grace-period-secs 2 \
+    --policy "$POLICY" --log-level "${BENCH_LOG_LEVEL:-info}" --shutdown-grace-period-secs 2 \
     --worker-urls "http://127.0.0.1:$W1" "http://127.0.0.1:$W2" "http://127.0.0.1:$WS" >"$TMP/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=($GW_PID)

@@ -1,6 +1,7 @@
 import GatewayCore
 import GatewayInference
 import GatewayObservability
+import GatewayOpenAI
 import GatewayWire
 import GatewayWorkers
 import Logging
@@ -228,12 +229,21 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         door.metrics.binaryStreams.increment()
         door.metrics.binaryStreamsActive.add()
         if case .generate(let request) = body, let engine = door.engine, let context {
+            // The message's own fields (text, token_ids, chat) are the binary protocol's:
+            // a missing or empty input is answered in its spelling (MISSING_FIELD,
+            // INVALID_FIELD), before any routing.
+            do throws(GatewayError) {
+                _ = try OpenAIGenerate.route(for: request)
+            } catch {
+                calls[stream] = Call(token: token, work: .starting, record: RequestRecord(route: door.routes.metrics(for: body), metrics: door.metrics))
+                finishCall(on: stream, with: .error(error.wire(.control)))
+                return
+            }
             let requestID = RequestIDs.accept(request.requestID)
             let relay = GenerateRelay(stream: stream, requestID: requestID, connection: self)
-            let principal = door.authorizer.apiKey != nil ? "key:" + (clientKey ?? "") : "ip:" + (context.channel.remoteAddress?.ipAddress ?? "?")
             let call = InferenceCall(
                 input: .generate(request), requestID: requestID, routingKey: request.routingKey.isEmpty ? nil : request.routingKey,
-                principal: principal
+                principal: InferenceCall.principal(key: clientKey)
             )
             // Placed before the call starts: a call answered at once ends it right away.
             calls[stream] = Call(token: token, work: .starting, record: nil)

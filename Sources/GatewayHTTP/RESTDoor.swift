@@ -90,6 +90,12 @@ public final class RESTDoor: Sendable {
         route.flatMap { routeMetrics[$0.pattern] } ?? unmatchedMetrics
     }
 
+    /// Whether requests to this door are counted in the request metrics and logged.
+    var recordsRequests: Bool {
+        if case .metricsOnly = scope { return false }
+        return true
+    }
+
     /// Whether this door serves `route` at all.
     func serves(_ route: RESTRoute) -> Bool {
         switch scope {

@@ -416,7 +416,7 @@ final class CallDriver: WorkerAnswerReceiver {
     }
 
     private func translateWhole() {
-        guard case .translated(_, let body) = reading, let candidate else { return }
+        guard case .translated(let head, let body) = reading, let candidate else { return }
         reading = .nothing
         exchange = nil
         endAttempt()
@@ -426,8 +426,10 @@ final class CallDriver: WorkerAnswerReceiver {
             answerFailure(GatewayError.openAI(502, "upstream_error", "worker \(candidate.id) answered /v1/completions with an unexpected body"))
             return
         }
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
+        // The worker's own headers stay (as on an untranslated answer); the body's change.
+        var headers = head.headers
+        headers.remove(name: "content-length")
+        headers.replaceOrAdd(name: "Content-Type", value: "application/json")
         deliverWhole(status: 200, headers: headers, body: translated)
     }
 

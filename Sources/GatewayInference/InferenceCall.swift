@@ -26,6 +26,12 @@ public struct InferenceCall: Sendable {
     /// `Content-Type`, and `Authorization` when the gateway checks no key of its own).
     public var forwardedHeaders: HTTPHeaders
 
+    /// The rate limiter's key for a client that presented `key` (a bearer token or the
+    /// binary Hello's key): each key its own bucket, clients without one share "anonymous".
+    public static func principal(key: String?) -> String {
+        key.map { "key:" + $0 } ?? "anonymous"
+    }
+
     public init(input: Input, requestID: String, routingKey: String? = nil, principal: String = "anonymous", forwardedHeaders: HTTPHeaders = [:]) {
         self.input = input
         self.requestID = requestID

@@ -22,7 +22,8 @@ public enum OpenAIGenerate {
             guard !messages.isEmpty else { throw GatewayError.invalidField("chat", "must hold at least one message") }
             return .chatCompletions
         case nil:
-            // The REST twin's code (its body lacks the prompt): missing_required_field.
+            // The binary door checks this first and answers MISSING_FIELD; the CLI's REST
+            // mode gets the REST twin's spelling (missing_required_field).
             throw GatewayError(status: 400, code: .missingField, message: "generate needs text, token_ids or chat")
         }
     }

@@ -307,66 +307,88 @@ final class PoolStatistics: Sendable {
 }
 
 extension WorkerTransport {
+    /// The parts of a streamed answer, with backpressure: reading from the worker pauses
+    /// while the consumer is behind.
+    public typealias AnswerParts = NIOThrowingAsyncSequenceProducer<
+        WorkerAnswerPart, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, StreamForwarder.Demand
+    >
+
     /// Sends `request` and returns the answer's head once it arrives, with its body as
     /// parts (events, for an event stream) as they come. For clients that read a stream
     /// with `for try await` (the CLI, tests); the gateway's own request path uses `start`.
-    /// Leaving the loop early abandons the exchange.
-    public func stream(_ request: WorkerRequest, timeout: Duration) async throws(WorkerFailure) -> (WorkerAnswerHead, AsyncThrowingStream<WorkerAnswerPart, any Error>) {
+    /// Dropping the sequence before its end abandons the exchange.
+    public func stream(_ request: WorkerRequest, timeout: Duration) async throws(WorkerFailure) -> (WorkerAnswerHead, AnswerParts) {
         let loop = eventLoop()
-        let (parts, continuation) = AsyncThrowingStream<WorkerAnswerPart, any Error>.makeStream()
         let box = NIOLoopBoundBox.makeEmptyBox(valueType: StreamForwarder.self, eventLoop: loop)
-        let head: Result<WorkerAnswerHead, WorkerFailure> = await withCheckedContinuation { (headContinuation: CheckedContinuation<Result<WorkerAnswerHead, WorkerFailure>, Never>) in
+        let producer = AnswerParts.makeSequence(
+            backPressureStrategy: .init(lowWatermark: 2, highWatermark: 16), finishOnDeinit: true,
+            delegate: StreamForwarder.Demand(box: box)
+        )
+        let head: Result<WorkerAnswerHead, WorkerFailure> = await withCheckedContinuation { (continuation: CheckedContinuation<Result<WorkerAnswerHead, WorkerFailure>, Never>) in
             loop.execute { [self] in
-                let forwarder = StreamForwarder(head: headContinuation, parts: continuation)
+                let forwarder = StreamForwarder(head: continuation, source: producer.source)
                 box.value = forwarder
                 var request = request
                 request.wholeAnswerLimit = 0
                 forwarder.exchange = start(request, on: loop, deadline: .now() + TimeAmount(timeout), receiver: forwarder)
             }
         }
-        continuation.onTermination = { termination in
-            guard case .cancelled = termination else { return }
-            loop.execute { box.value?.exchange?.cancel() }
-        }
-        return (try head.get(), parts)
+        return (try head.get(), producer.sequence)
     }
 }
 
-/// Hands an exchange's answer to an `AsyncThrowingStream`. Loop-confined.
-final class StreamForwarder: WorkerAnswerReceiver {
-    private var head: CheckedContinuation<Result<WorkerAnswerHead, WorkerFailure>, Never>?
-    private let parts: AsyncThrowingStream<WorkerAnswerPart, any Error>.Continuation
-    var exchange: Exchange?
+/// Hands an exchange's answer to an async sequence, pausing the exchange while the
+/// consumer is behind. Loop-confined.
+public final class StreamForwarder: WorkerAnswerReceiver {
+    /// The consumer's demand, carried to the exchange on its loop.
+    public struct Demand: NIOAsyncSequenceProducerDelegate {
+        let box: NIOLoopBoundBox<StreamForwarder?>
 
-    init(head: CheckedContinuation<Result<WorkerAnswerHead, WorkerFailure>, Never>, parts: AsyncThrowingStream<WorkerAnswerPart, any Error>.Continuation) {
-        self.head = head
-        self.parts = parts
-    }
+        public func produceMore() {
+            box.eventLoop.execute { box.value?.exchange?.resume() }
+        }
 
-    func workerAnswered(_ head: WorkerAnswerHead, whole: ByteBuffer?) {
-        self.head?.resume(returning: .success(head))
-        self.head = nil
-        if let whole {
-            parts.yield(.bytes(whole))
-            parts.finish()
+        public func didTerminate() {
+            box.eventLoop.execute {
+                box.value?.exchange?.cancel()
+                box.value?.exchange = nil
+            }
         }
     }
 
-    func workerSent(_ part: WorkerAnswerPart) {
-        parts.yield(part)
+    private var head: CheckedContinuation<Result<WorkerAnswerHead, WorkerFailure>, Never>?
+    private let source: WorkerTransport.AnswerParts.Source
+    var exchange: Exchange?
+
+    init(head: CheckedContinuation<Result<WorkerAnswerHead, WorkerFailure>, Never>, source: WorkerTransport.AnswerParts.Source) {
+        self.head = head
+        self.source = source
     }
 
-    func workerFinished() {
+    public func workerAnswered(_ head: WorkerAnswerHead, whole: ByteBuffer?) {
+        self.head?.resume(returning: .success(head))
+        self.head = nil
+    }
+
+    public func workerSent(_ part: WorkerAnswerPart) {
+        switch source.yield(part) {
+        case .produceMore: break
+        case .stopProducing: exchange?.pause()
+        case .dropped: exchange?.cancel()
+        }
+    }
+
+    public func workerFinished() {
         exchange = nil
-        parts.finish()
+        source.finish()
     }
 
-    func workerFailed(_ failure: WorkerFailure, afterHead: Bool) {
+    public func workerFailed(_ failure: WorkerFailure, afterHead: Bool) {
         exchange = nil
         if let head {
             head.resume(returning: .failure(failure))
             self.head = nil
         }
-        parts.finish(throwing: failure)
+        source.finish(failure)
     }
 }

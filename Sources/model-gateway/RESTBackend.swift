@@ -168,7 +168,7 @@ struct RESTBackend: GatewayBackend {
         return ((try? JSONParser.parse(answer.body.readableBytesView)) ?? .null, answer.body, answer.headers)
     }
 
-    private func sendStreaming(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) async throws -> (WorkerAnswerHead, AsyncThrowingStream<WorkerAnswerPart, any Error>) {
+    private func sendStreaming(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) async throws -> (WorkerAnswerHead, WorkerTransport.AnswerParts) {
         do throws(WorkerFailure) {
             return try await transport.stream(makeRequest(method, path, body: body), timeout: .seconds(3600))
         } catch {

@@ -141,7 +141,7 @@ struct BinaryProtocolTests {
             let client = try await gw.binaryClient()
             defer { Task { await client.close() } }
             let missing = await serverError { _ = try await client.generate(Wire.GenerateRequest(stream: false)) }
-            #expect(missing?.code == "MISSING_FIELD")
+            #expect(missing?.code == "MISSING_FIELD", "the message's own fields are the protocol's: its spelling")
             #expect(missing?.status == 400)
             let noModel = await serverError {
                 _ = try await client.generate(Wire.GenerateRequest(model: "nope", input: .text("hi")))

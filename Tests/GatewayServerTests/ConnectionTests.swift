@@ -6,8 +6,9 @@ import SimWorker
 import Testing
 
 @testable import GatewayServer
+@testable import GatewayHTTP
 
-/// How one HTTP/1.1 connection is served (``ConnectionResponder``): pipelining, half-close,
+/// How one HTTP/1.1 connection is served (``HTTPConnectionHandler``): pipelining, half-close,
 /// `Connection: close`, body limits, malformed input and a client that goes away, seen
 /// through raw sockets.
 @Suite("HTTP connections", .timeLimit(.minutes(1)))
@@ -63,7 +64,7 @@ struct ConnectionTests {
             let count = 40
             var text = ""
             for index in 0..<count { text += Self.completion(model: index == 0 ? "slow" : "fast", id: "req-\(index)-end", padding: 4096) }
-            #expect(text.utf8.count > ConnectionResponder.maxHeldBytes)
+            #expect(text.utf8.count > HTTPConnectionHandler.maxHeldBytes)
             try await client.send(text)
             try await eventually("\(count) answers arrive", timeout: .seconds(20)) { Self.statusLines(client.received) == count }
             let places = Self.positions(of: (0..<count).map { "x-request-id: req-\($0)-end" }, in: client.received)
@@ -160,15 +161,5 @@ struct ConnectionTests {
             try await eventually("the connection to the worker is closed", timeout: .seconds(5)) { silent.closedConnections == 1 }
         }
         await silent.close()
-    }
-
-    @Test("Date header values", arguments: [
-        (Int64(0), "Thu, 01 Jan 1970 00:00:00 GMT"),
-        (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"),
-        (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
-        (1_795_960_738, "Sun, 29 Nov 2026 13:58:58 GMT"),
-    ])
-    func dateFormat(seconds: Int64, expected: String) {
-        #expect(HTTPDate.format(unixSeconds: seconds) == expected)
     }
 }

@@ -159,26 +159,6 @@ struct AuthTests {
             }
         }
     }
-
-    @Test("Without an admin key, worker management is for loopback clients only")
-    func loopbackOnly() throws {
-        let authorizer = Authorizer(apiKey: nil, adminAPIKey: nil)
-        #expect(throws: Never.self) { try authorizer.check(.admin, key: nil, peer: try SocketAddress(ipAddress: "127.0.0.1", port: 1), style: .control) }
-        #expect(throws: Never.self) { try authorizer.check(.admin, key: nil, peer: try SocketAddress(ipAddress: "::1", port: 1), style: .control) }
-        let remote = try SocketAddress(ipAddress: "10.1.2.3", port: 1)
-        do throws(GatewayError) {
-            try authorizer.check(.admin, key: nil, peer: remote, style: .control)
-            Issue.record("a remote client managed workers")
-        } catch {
-            #expect(error.status == 403)
-            #expect(error.code == "FORBIDDEN")
-        }
-        #expect(throws: Never.self) { try authorizer.check(.inference, key: nil, peer: try SocketAddress(ipAddress: "10.1.2.3", port: 1), style: .openAI) }
-        #expect(ConstantTime.equals("abc", "abc"))
-        #expect(!ConstantTime.equals("abc", "abd"))
-        #expect(!ConstantTime.equals("abc", "abcd"))
-        #expect(!ConstantTime.equals("", "a"))
-    }
 }
 
 @Suite("Slow and idle clients")

@@ -5,6 +5,8 @@ import NIOHTTP1
 import Testing
 
 @testable import GatewayServer
+@testable import GatewayWorkers
+@testable import GatewayHTTP
 
 /// The registration lifecycle over REST, against real sim workers.
 @Suite("Worker registration")
@@ -99,13 +101,13 @@ struct WorkerRegistrationTests {
                     try await group.waitForAll()
                 }
             }
-            let many = Int64(RESTAPI.listInOnePiece + 200)
-            try await register(0..<RESTAPI.listInOnePiece)
+            let many = Int64(WorkerRoutes.listInOnePiece + 200)
+            try await register(0..<WorkerRoutes.listInOnePiece)
             let whole = try await gw.get("/workers")
             #expect(whole.headers.first(name: "content-length") == String(whole.body.count))
-            #expect(whole.json["total"]?.intValue == Int64(RESTAPI.listInOnePiece))
+            #expect(whole.json["total"]?.intValue == Int64(WorkerRoutes.listInOnePiece))
 
-            try await register(RESTAPI.listInOnePiece..<(RESTAPI.listInOnePiece + 200))
+            try await register(WorkerRoutes.listInOnePiece..<(WorkerRoutes.listInOnePiece + 200))
             // Registration jobs end in the background (each worker's JSON changes then): the
             // two reads below must see the same document.
             try await eventually("every registration job has ended", timeout: .seconds(20)) {
@@ -182,11 +184,11 @@ struct WorkerRegistrationTests {
         let port = try await closedPort()
         try await TestGateway.with { gw in
             let id = try await gw.addWorker(url: "http://127.0.0.1:\(port)")
-            try await eventually("the add job runs") { await gw.gateway.jobs.runningCount == 1 }
+            try await eventually("the add job runs") { await gw.gateway.workers.jobs.runningCount == 1 }
             let removed = try await gw.delete("/workers/\(id)")
             #expect(removed.status == 202)
             #expect(removed.json["message"]?.stringValue?.contains("cancelled") == true)
-            try await eventually("the job is gone") { await gw.gateway.jobs.runningCount == 0 }
+            try await eventually("the job is gone") { await gw.gateway.workers.jobs.runningCount == 0 }
             #expect(try await gw.get("/workers/\(id)").status == 404)
             #expect(try await gw.get("/workers").json["total"] == .int(0))
         }
@@ -209,7 +211,7 @@ struct WorkerRegistrationTests {
             #expect(message.contains("connection refused"), "\(message)")
             #expect(message.contains("startup timeout"), "\(message)")
             #expect(gw.gateway.registry.routableWorkers().isEmpty)
-            #expect(await gw.gateway.jobs.runningCount == 0)
+            #expect(await gw.gateway.workers.jobs.runningCount == 0)
         }
     }
 

@@ -388,13 +388,22 @@ struct SimWorkerTests {
     // MARK: Simulated conditions
 
     @Test func startupDelayAnswers503ThenReady() async throws {
-        try await withWorker(.init(startupDelay: .milliseconds(300))) { _, client in
+        // The delay is long enough that a loaded machine still asks before it ends; the
+        // ready answer is then awaited (bounded), not slept for.
+        let started = ContinuousClock.now
+        try await withWorker(.init(startupDelay: .seconds(2))) { _, client in
             let loading = try await client.get("/health")
+            try #require(ContinuousClock.now - started < .seconds(2), "the first request came after the delay")
             #expect(loading.status == 503)
             #expect(loading.headers.first(name: "Content-Type") == "application/json")
             #expect(try loading.json() == .object(["error": .object(["message": .string("Loading model"), "code": .int(503)])]))
-            try await Task.sleep(for: .milliseconds(350))
-            #expect(try await client.get("/health").status == 200)
+            var ready = false
+            while !ready, ContinuousClock.now - started < .seconds(10) {
+                ready = try await client.get("/health").status == 200
+                if !ready { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(ready)
+            #expect(ContinuousClock.now - started >= .seconds(2))
         }
     }
 

@@ -305,16 +305,23 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, InferenceReceiver {
             case .inference(let inferenceRoute):
                 startInference(inferenceRoute, head: head, body: body, arrived: request.arrived, key: key, context: context)
             case .health, .liveness, .readiness, .metrics:
-                current!.record = RequestRecord(route: door.metrics(for: matched.route), metrics: door.metrics, started: request.arrived)
+                startRecord(matched.route, arrived: request.arrived)
                 write(door.probe(matched.route))
             default:
-                current!.record = RequestRecord(route: door.metrics(for: matched.route), metrics: door.metrics, started: request.arrived)
+                startRecord(matched.route, arrived: request.arrived)
                 startControl(matched.route, method: head.method, workerID: matched.workerID, query: query, body: body, style: style, context: context)
             }
         } catch {
-            current!.record = RequestRecord(route: door.metrics(for: route), metrics: door.metrics, started: request.arrived)
+            startRecord(route, arrived: request.arrived)
             write(.error(error, style: style))
         }
+    }
+
+    /// A door-answered request is counted and logged, except on the Prometheus listener
+    /// (a scrape there measures the gateway, it is not traffic of it).
+    private func startRecord(_ route: RESTRoute?, arrived: ContinuousClock.Instant) {
+        guard door.recordsRequests else { return }
+        current!.record = RequestRecord(route: door.metrics(for: route), metrics: door.metrics, started: arrived)
     }
 
     private func startInference(
@@ -330,10 +337,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, InferenceReceiver {
         }
         if let authorization = headers.first(name: "authorization") { forwarded.add(name: "Authorization", value: authorization) }
         let routingKey = headers.first(name: "x-smg-routing-key").flatMap { $0.isEmpty ? nil : $0 }
-        // The rate limiter's key: the authenticated key, else the client's address (any
-        // bearer string would otherwise buy a fresh bucket).
-        let principal = door.authorizer.apiKey != nil ? "key:" + (key ?? "") : "ip:" + (context.channel.remoteAddress?.ipAddress ?? "?")
-        let call = InferenceCall(input: .body(body, route: route), requestID: requestID, routingKey: routingKey, principal: principal, forwardedHeaders: forwarded)
+        let call = InferenceCall(
+            input: .body(body, route: route), requestID: requestID, routingKey: routingKey, principal: InferenceCall.principal(key: key),
+            forwardedHeaders: forwarded)
         let started = serial
         let task = engine.start(call, on: context.eventLoop, route: door.metrics(for: .inference(route)), arrived: arrived, receiver: self)
         // The call may have been answered at once (a refusal).

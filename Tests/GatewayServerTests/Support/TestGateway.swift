@@ -9,6 +9,7 @@ import SimWorker
 import Testing
 
 @testable import GatewayServer
+import GatewayWorkers
 
 /// A response as the tests look at it.
 struct TestResponse {
