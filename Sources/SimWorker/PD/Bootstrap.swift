@@ -95,6 +95,9 @@ final class BootstrapServer: Sendable {
         for waiter in waiters { waiter("the prefill worker is shutting down") }
     }
 
+    /// Whether a decode waits on (or took) the KV of `key`.
+    func hasDecode(_ key: String) -> Bool { state.withLock { $0.rooms.hasDecode(key) } }
+
     // MARK: The prefill requests' side
 
     /// A prefill request for `key` arrived.
@@ -137,8 +140,10 @@ final class BootstrapServer: Sendable {
         let key = parts.count > 1 ? String(parts[1]) : ""
         let actions = state.withLock { state -> [BootstrapRooms.Action] in
             switch command {
-            case "WAIT" where !key.isEmpty, "PULL" where !key.isEmpty:
+            case "WAIT" where !key.isEmpty:
                 return state.rooms.decodeWaits(key, connection: connection, now: now)
+            case "PULL" where !key.isEmpty:
+                return state.rooms.decodeWaits(key, connection: connection, now: now, mustExist: true)
             case "ACK" where !key.isEmpty:
                 return state.rooms.decodeAcked(key, connection: connection)
             default:

@@ -88,8 +88,15 @@ struct BootstrapRooms: Sendable {
         return actions
     }
 
-    /// A decode connection asks for the KV of `key`.
-    mutating func decodeWaits(_ key: String, connection: ConnectionID, now: UInt64) -> [Action] {
+    /// Whether a decode connection waits on (or took) the KV of `key`.
+    func hasDecode(_ key: String) -> Bool { rooms[key]?.decode != nil }
+
+    /// A decode connection asks for the KV of `key`. With `mustExist` (vLLM's pull, which
+    /// comes after its prefill answered) an unknown key is an error at once.
+    mutating func decodeWaits(_ key: String, connection: ConnectionID, now: UInt64, mustExist: Bool = false) -> [Action] {
+        if mustExist, rooms[key]?.prefill == nil {
+            return [.sendError(connection, key: key, reason: "no KV is held for request \(key)")]
+        }
         var room = rooms[key] ?? Room()
         if room.decode != nil {
             return [.sendError(connection, key: key, reason: "room \(key) already has a decode")]
