@@ -106,7 +106,7 @@ final class SimHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         stream = nil
         if let job {
             self.job = nil
-            cancelEngineWork(job, reason: "the prefill request was cancelled")
+            cancelEngineWork(job, reason: "the \(worker.configuration.role == .prefill ? "prefill " : "")request was cancelled by its client")
         }
         endInference()
     }
@@ -403,9 +403,13 @@ final class SimHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 BootstrapClient.fetch(host: $0.host, port: $0.port, command: $0.command, key: $0.key, timeout: timeout, on: context.eventLoop)
             }
             self.job = job
-            EventLoopFuture.whenAllComplete(job.fetches.map(\.result), on: context.eventLoop).whenSuccess { results in
+            // The first failure fails the request at once (the other rooms' waits are cancelled).
+            let results = zip(job.fetches, targets).map { fetch, target in
+                fetch.result.flatMapErrorThrowing { error in throw BootstrapError("room \(target.key): \(error)") }
+            }
+            EventLoopFuture.whenAllSucceed(results, on: context.eventLoop).whenComplete { result in
                 let (handler, context) = bound.value
-                handler.kvArrived(results, id: id, context: context)
+                handler.kvArrived(result, id: id, context: context)
             }
         case .prefill(let rooms):
             for room in rooms { worker.bootstrap?.prefillStarted(room) }
@@ -417,13 +421,11 @@ final class SimHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func kvArrived(_ results: [Result<Int, any Error>], id: String, context: ChannelHandlerContext) {
+    private func kvArrived(_ result: Result<[Int], any Error>, id: String, context: ChannelHandlerContext) {
         guard !closed, let job, job.id == id else { return }
-        for (room, result) in zip(job.rooms, results) {
-            if case .failure(let error) = result {
-                failJob(context, message: "KV transfer of room \(room) failed: \(error)")
-                return
-            }
+        if case .failure(let error) = result {
+            failJob(context, message: "KV transfer failed: \(error)")
+            return
         }
         for room in job.rooms { worker.recordPD(room, .kvReady) }
         submitToEngine(context, transferred: true)

@@ -127,7 +127,7 @@ struct PDTests {
             try await prefill.shutdown()
             let dr = try await decodeReply
             #expect(dr.status == 500)
-            #expect(dr.body.contains("KV transfer of room 11 failed"))
+            #expect(dr.body.contains("KV transfer failed: room 11"))
             #expect(decode.pdEvents(room: "11").last?.kind == .failed)
             _ = try? await prefillReply
         }
