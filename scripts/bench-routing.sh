@@ -22,7 +22,8 @@
 #
 # Environment: BR_ARMS, BR_WORKLOADS, BR_SCALE (multiplies request counts, default 1),
 # BR_SEED (42), BR_KV_TOKENS (16384 per worker), BR_SLO_TTFT_MS (1000), BR_SLO_ITL_MS (60),
-# BR_RATE_<WORKLOAD> (requests/s: SHARED 7, ZIPF 7, MULTI 6, ZERO 5, TRACE 6),
+# BR_RATE_<WORKLOAD> (requests/s: SHARED 11, ZIPF 11, MULTI 12, ZERO 8.5, TRACE 8: about 70 % of
+# what the fleet carries under a cache-blind policy, see docs/performance.md),
 # BR_TRACE (a Mooncake-format JSONL to replay instead of the synthetic one), BR_SMG (0 skips smg),
 # BR_SKIP_BUILD (1), BR_LOCK (/tmp/swift-build.lock; empty: no lock).
 set -euo pipefail
@@ -131,12 +132,15 @@ WORKER_CSV=${WORKER_URLS// /,}
 "$BIN/sim-worker" --engine realistic --ports "$W1,$W2,$W3,$W4" --kv-cache-tokens "$KV_TOKENS" --log-level warning \
     >"$TMP/workers.log" 2>&1 &
 PIDS+=($!)
+SIM_PID=$!
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
 for w in $WORKER_URLS; do wait_ready "$w/health"; done
 
 # --- the synthetic trace (Mooncake format: timestamp ms, input/output length, 512-token hash ids) -----
 TRACE=${BR_TRACE:-$TMP/trace.jsonl}
 if [ -z "${BR_TRACE:-}" ]; then
-    python3 - "$TRACE" "$SEED" "$(python3 -c "print(int(480 * $SCALE))")" "${BR_RATE_TRACE:-6}" <<'EOF'
+    python3 - "$TRACE" "$SEED" "$(python3 -c "print(int(480 * $SCALE))")" "${BR_RATE_TRACE:-8}" <<'EOF'
 import json, random, sys
 path, seed, count, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 rng = random.Random(seed)
@@ -163,11 +167,11 @@ fi
 n() { python3 -c "print(max(1, int($1 * $SCALE)))"; }
 replay_args() { # workload -> gateway-bench replay arguments
     case "$1" in
-        shared-prefix) echo "--workload shared-prefix --groups 48 --prompts-per-group 16 --system-tokens 1024 --question-tokens 64 --output-tokens 32 --requests $(n 480) --rate ${BR_RATE_SHARED:-7}" ;;
-        shared-prefix-zipf) echo "--workload shared-prefix --popularity zipf --zipf-alpha 1.1 --groups 48 --prompts-per-group 16 --system-tokens 1024 --question-tokens 64 --output-tokens 32 --requests $(n 480) --rate ${BR_RATE_ZIPF:-7}" ;;
-        multi-turn) echo "--workload multi-turn --sessions $(n 48) --turns 4 --system-tokens 640 --question-tokens 64 --output-tokens 32 --turn-gap 4 --rate ${BR_RATE_MULTI:-6}" ;;
-        multi-turn-key) echo "--workload multi-turn --routing-key header --sessions $(n 48) --turns 4 --system-tokens 640 --question-tokens 64 --output-tokens 32 --turn-gap 4 --rate ${BR_RATE_MULTI:-6}" ;;
-        zero-reuse) echo "--workload zero-reuse --question-tokens 1088 --output-tokens 32 --requests $(n 480) --rate ${BR_RATE_ZERO:-5}" ;;
+        shared-prefix) echo "--workload shared-prefix --groups 48 --prompts-per-group 16 --system-tokens 1024 --question-tokens 64 --output-tokens 32 --requests $(n 480) --rate ${BR_RATE_SHARED:-11}" ;;
+        shared-prefix-zipf) echo "--workload shared-prefix --popularity zipf --zipf-alpha 1.1 --groups 48 --prompts-per-group 16 --system-tokens 1024 --question-tokens 64 --output-tokens 32 --requests $(n 480) --rate ${BR_RATE_ZIPF:-11}" ;;
+        multi-turn) echo "--workload multi-turn --sessions $(n 48) --turns 4 --system-tokens 640 --question-tokens 64 --output-tokens 32 --turn-gap 4 --rate ${BR_RATE_MULTI:-12}" ;;
+        multi-turn-key) echo "--workload multi-turn --routing-key header --sessions $(n 48) --turns 4 --system-tokens 640 --question-tokens 64 --output-tokens 32 --turn-gap 4 --rate ${BR_RATE_MULTI:-12}" ;;
+        zero-reuse) echo "--workload zero-reuse --question-tokens 1088 --output-tokens 32 --requests $(n 480) --rate ${BR_RATE_ZERO:-8.5}" ;;
         trace) echo "--workload trace --route completions --trace-file $TRACE --requests 100000" ;;
         *) echo "bench-routing: unknown workload $1" >&2; return 1 ;;
     esac
@@ -231,17 +235,21 @@ for arm in $ARMS; do
     for workload in $WORKLOADS; do
         for w in $WORKER_URLS; do curl -fs -o /dev/null -X POST "$w/flush_cache"; done
         start_arm "$arm"
+        SIM_CPU0=$(cpu_ticks "$SIM_PID")
         # shellcheck disable=SC2046
         "$BIN/gateway-bench" replay --base-url "$BASE_URL" --label "$arm" --seed "$SEED" --worker-urls "$WORKER_CSV" \
             --slo-ttft-ms "$SLO_TTFT" --slo-itl-ms "$SLO_ITL" --duration 300 --drain 60 --json-out "$JSONL" \
             $(replay_args "$workload") >/dev/null 2>"$TMP/replay.err" || { cat "$TMP/replay.err" >&2; exit 1; }
+        SIM_CPU1=$(cpu_ticks "$SIM_PID")
         tail -n 6 "$TMP/replay.err" | sed "s/^/[$workload] /" >&2
-        # The workload's name in the JSON is the replayer's; keep the script's for the table.
-        python3 - "$JSONL" "$workload" <<'EOF'
+        # The workload's name in the JSON is the replayer's; keep the script's for the table, and
+        # add the four sim workers' CPU time per request (the simulator's own cost).
+        python3 - "$JSONL" "$workload" "$(( SIM_CPU1 - SIM_CPU0 ))" "$CLK_TCK" <<'EOF'
 import json, sys
-path, workload = sys.argv[1], sys.argv[2]
+path, workload, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 lines = open(path).read().splitlines()
 row = json.loads(lines[-1]); row["workload"] = workload
+row["sim_cpu_ms_per_request"] = round(ticks / hz * 1000 / max(1, row["requests"]), 3)
 lines[-1] = json.dumps(row)
 open(path, "w").write("\n".join(lines) + "\n")
 EOF
@@ -265,6 +273,9 @@ for r in rows:
     print(f"| {r['workload']} | {r['label']} | {pct(r['hit_rate'])} | {ms(r['ttft_p50_s'])} / {ms(r['ttft_p99_s'])} | "
           f"{ms(r['e2e_p50_s'])} / {ms(r['e2e_p99_s'])} | {r['output_tokens_per_s']:.0f} | {r['goodput_per_s']:.2f} | "
           f"{r['error_rate'] * 100:.1f} % | {r['unavailable_503']} | {r['late_turns']} | {imbalance} |")
+cpu = [r["sim_cpu_ms_per_request"] for r in rows if "sim_cpu_ms_per_request" in r]
+if cpu:
+    print(f"\nThe four sim workers' CPU time: {sum(cpu) / len(cpu):.2f} ms per request on average (at most {max(cpu):.2f}).")
 EOF
 cp "$MD" "$OUT/routing-latest.md"
 cat "$MD"

@@ -237,23 +237,9 @@ public func requestBody(
         }
         message("user", content)
         w.endArray()
-        w.field("max_tokens", outputTokens)
-        w.field("ignore_eos", true)
-        w.field("stream", true)
-        w.key("stream_options")
-        w.beginObject()
-        w.field("include_usage", true)
-        w.endObject()
     case .completions:
         w.field("model", model)
         w.field("prompt", flatPrompt(system: system, history: history, content: content))
-        w.field("max_tokens", outputTokens)
-        w.field("ignore_eos", true)
-        w.field("stream", true)
-        w.key("stream_options")
-        w.beginObject()
-        w.field("include_usage", true)
-        w.endObject()
     case .generate:
         w.field("model", model)
         w.field("text", flatPrompt(system: system, history: history, content: content))
@@ -263,6 +249,16 @@ public func requestBody(
         w.field("ignore_eos", true)
         w.endObject()
         w.field("stream", true)
+    }
+    if route != .generate {
+        // OpenAI's routes: the budget, and the usage chunk that carries the cached tokens.
+        w.field("max_tokens", outputTokens)
+        w.field("ignore_eos", true)
+        w.field("stream", true)
+        w.key("stream_options")
+        w.beginObject()
+        w.field("include_usage", true)
+        w.endObject()
     }
     if let user { w.field("user", user) }
     w.endObject()
