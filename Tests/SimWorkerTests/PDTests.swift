@@ -136,7 +136,8 @@ struct PDTests {
 
     @Test func aDecodeThatGoesAwayCancelsThePrefillsWait() async throws {
         var slow = quickFigures
-        slow.prefillOverheadMicros = 300_000
+        // Long enough for the decode to connect and leave before the prefill is computed.
+        slow.prefillOverheadMicros = 2_000_000
         try await withPair(prefillFigures: slow) { prefill, p, decode, d in
             let fields = bootstrapFields(prefill, room: 5)
             let body = #"{"text":"x y z","sampling_params":{"max_new_tokens":4},\#(fields)}"#

@@ -106,24 +106,33 @@ struct RealisticWorkerTests {
     @Test func loadRoutesShowRunningAndWaiting() async throws {
         var figures = quickFigures
         figures.maxRunning = 1
-        figures.prefillOverheadMicros = 200_000 // the first request holds the engine a while
+        figures.prefillOverheadMicros = 60_000_000 // the first request holds the engine until its client leaves
         try await withWorker(realistic(figures: figures)) { worker, client in
-            let prompt = systemPrompt(20)
-            async let a = client.post("/generate", #"{"text":"\#(prompt) a","sampling_params":{"max_new_tokens":2}}"#)
-            async let b = client.post("/generate", #"{"text":"\#(prompt) b","sampling_params":{"max_new_tokens":2}}"#)
-            #expect(try await eventually { worker.engineSnapshot?.load.waiting == 1 })
-            let load = try await client.get("/get_load").json()
-            #expect(load[0]?["num_reqs"] == .int(2))
-            #expect(load[0]?["num_waiting_reqs"] == .int(1))
-            #expect((load[0]?["num_tokens"]?.intValue ?? 0) >= 21)
-            let loads = try await client.get("/v1/loads").json()
-            #expect(loads["loads"]?[0]?["num_running_reqs"] == .int(1))
-            #expect(loads["loads"]?[0]?["max_total_num_tokens"] == .int(4096))
-            let metrics = try await client.get("/metrics").body
-            #expect(sample(metrics, "vllm:num_requests_running") == 1)
-            #expect(sample(metrics, "vllm:num_requests_waiting") == 1)
-            #expect((sample(metrics, "vllm:kv_cache_usage_perc") ?? 0) > 0)
-            _ = try await (a, b)
+            func request(_ word: String) -> String {
+                let body = #"{"text":"\#(systemPrompt(20)) \#(word)","sampling_params":{"max_new_tokens":2}}"#
+                return "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            }
+            try await withRawConnection(port: client.port, write: request("a")) { _ throws in
+                try await withRawConnection(port: client.port, write: request("b")) { _ throws in
+                    let queued = try await eventually { worker.engineSnapshot?.load.waiting == 1 }
+                    #expect(queued)
+                    let load = try await client.get("/get_load").json()
+                    #expect(load[0]?["num_reqs"] == .int(2))
+                    #expect(load[0]?["num_waiting_reqs"] == .int(1))
+                    #expect((load[0]?["num_tokens"]?.intValue ?? 0) >= 21)
+                    let loads = try await client.get("/v1/loads").json()
+                    #expect(loads["loads"]?[0]?["num_running_reqs"] == .int(1))
+                    #expect(loads["loads"]?[0]?["max_total_num_tokens"] == .int(4096))
+                    let metrics = try await client.get("/metrics").body
+                    #expect(sample(metrics, "vllm:num_requests_running") == 1)
+                    #expect(sample(metrics, "vllm:num_requests_waiting") == 1)
+                    #expect((sample(metrics, "vllm:kv_cache_usage_perc") ?? 0) > 0)
+                }
+            }
+            // Both clients left: both requests are cancelled and their blocks freed.
+            let drained = try await eventually { worker.engineSnapshot?.counters.requestsAborted == 2 }
+            #expect(drained)
+            #expect(worker.engineSnapshot?.load.usedTokens == 0)
         }
     }
 
