@@ -247,10 +247,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The replayer's pure logic: workloads, traces, Prometheus counters, summaries.
+        .target(
+            name: "BenchKit",
+            dependencies: ["GatewayJSON"],
+            swiftSettings: swiftSettings
+        ),
         // Load generator and micro-benchmarks behind scripts/bench.sh.
         .executableTarget(
             name: "gateway-bench",
             dependencies: [
+                "BenchKit",
+                "GatewayJSON",
                 "GatewayClient",
                 "GatewayWire",
                 "GatewayCore",
@@ -345,6 +353,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BenchKitTests",
+            dependencies: ["BenchKit", "GatewayJSON"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

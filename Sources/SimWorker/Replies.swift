@@ -17,7 +17,7 @@ struct StaticReplies: Sendable {
     /// The fixed `created` stamp of the `/v1/models` entry.
     static let modelCreated = 1_700_000_000
 
-    init(name: String, configuration: SimWorker.Configuration, port: Int) {
+    init(name: String, configuration: SimWorker.Configuration, port: Int, bootstrapPort: Int?) {
         let model = configuration.modelID
 
         var w = JSONWriter(capacity: 512)
@@ -28,9 +28,15 @@ struct StaticReplies: Sendable {
         w.field("tp_size", 1)
         w.field("dp_size", 1)
         w.field("load_balance_method", "round_robin")
-        w.field("disaggregation_mode", "null")
+        w.field("disaggregation_mode", configuration.role == .regular ? "null" : configuration.role.rawValue)
+        if let bootstrapPort { w.field("disaggregation_bootstrap_port", bootstrapPort) }
+        w.field("sim_engine", configuration.engine.rawValue)
+        if configuration.engine == .realistic {
+            w.field("page_size", configuration.engineConfiguration.blockSize)
+            w.field("max_running_requests", configuration.engineConfiguration.maxRunning)
+        }
         w.field("version", "sim-0.1")
-        w.field("max_total_num_tokens", 65536)
+        w.field("max_total_num_tokens", configuration.engine == .realistic ? configuration.engineConfiguration.capacityTokens : 65536)
         w.field("max_req_input_len", 4096)
         w.field("context_length", 4096)
         w.field("host", configuration.host)
@@ -118,6 +124,108 @@ enum Replies {
         return w.bytes
     }
 
+    /// SGLang's `/get_load`: one entry per data-parallel rank (`num_reqs` running plus
+    /// waiting, `num_tokens` KV in use plus the waiting prompts).
+    static func load(engine load: EngineLoad) -> [UInt8] {
+        var w = JSONWriter(capacity: 128)
+        w.beginArray()
+        w.beginObject()
+        w.field("dp_rank", 0)
+        w.field("num_reqs", load.running + load.waiting)
+        w.field("num_waiting_reqs", load.waiting)
+        w.field("num_tokens", load.usedTokens + load.waitingTokens)
+        w.endObject()
+        w.endArray()
+        return w.bytes
+    }
+
+    /// SGLang's `/v1/loads` (`include=core`), the shape smg 1.x polls first.
+    static func loads(engine load: EngineLoad, counters: EngineCounters, maxRunning: Int) -> [UInt8] {
+        var w = JSONWriter(capacity: 384)
+        w.beginObject()
+        w.field("timestamp", "")
+        w.field("dp_rank_count", 1)
+        w.key("loads")
+        w.beginArray()
+        w.beginObject()
+        w.field("dp_rank", 0)
+        w.field("num_running_reqs", load.running)
+        w.field("num_waiting_reqs", load.waiting)
+        w.field("num_total_reqs", load.running + load.waiting)
+        w.field("num_used_tokens", load.usedTokens)
+        w.field("max_total_num_tokens", load.capacityTokens)
+        w.field("token_usage", (load.kvUsage * 1e6).rounded() / 1e6)
+        let queries = counters.prefixCacheQueries
+        w.field("cache_hit_rate", queries > 0 ? (Double(counters.prefixCacheHits) / Double(queries) * 1e6).rounded() / 1e6 : 0)
+        w.field("max_running_requests", maxRunning)
+        w.endObject()
+        w.endArray()
+        w.endObject()
+        return w.bytes
+    }
+
+    /// Prometheus text (format 0.0.4) with vLLM's names (and SGLang's for the load gauges).
+    static func metrics(
+        model: String,
+        load: EngineLoad,
+        counters: EngineCounters,
+        pdOutcomes: [String: Int],
+        role: SimWorker.Role
+    ) -> [UInt8] {
+        var out = ""
+        out.reserveCapacity(3000)
+        let labels = "{model_name=\"\(escapeLabel(model))\",engine=\"0\"}"
+        func metric(_ name: String, _ type: String, _ help: String, _ value: Double, labels extra: String? = nil) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            let suffix = type == "counter" ? "_total" : ""
+            out += name + suffix + (extra ?? labels) + " " + format(value) + "\n"
+        }
+        metric("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", Double(load.running))
+        metric("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", Double(load.waiting))
+        metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", load.kvUsage)
+        metric("vllm:prefix_cache_queries", "counter", "Prefix cache queries, in terms of number of queried tokens.", Double(counters.prefixCacheQueries))
+        metric("vllm:prefix_cache_hits", "counter", "Prefix cache hits, in terms of number of cached tokens.", Double(counters.prefixCacheHits))
+        metric("vllm:prompt_tokens", "counter", "Number of prefill tokens processed.", Double(counters.promptTokens))
+        metric("vllm:generation_tokens", "counter", "Number of generation tokens processed.", Double(counters.generationTokens))
+        out += "# HELP vllm:request_success Count of successfully processed requests.\n# TYPE vllm:request_success counter\n"
+        out += "vllm:request_success_total{model_name=\"\(escapeLabel(model))\",engine=\"0\",finished_reason=\"length\"} \(counters.requestsFinished)\n"
+        metric("sglang:num_running_reqs", "gauge", "The number of running requests.", Double(load.running))
+        metric("sglang:num_queue_reqs", "gauge", "The number of requests in the waiting queue.", Double(load.waiting))
+        metric("sglang:token_usage", "gauge", "The token usage.", load.kvUsage)
+        let hitRate = counters.prefixCacheQueries > 0 ? Double(counters.prefixCacheHits) / Double(counters.prefixCacheQueries) : 0
+        metric("sglang:cache_hit_rate", "gauge", "The prefix cache hit rate.", hitRate)
+        metric("sim:requests_aborted", "counter", "Requests cancelled before they finished.", Double(counters.requestsAborted))
+        metric("sim:requests_rejected", "counter", "Requests that could never fit the KV cache.", Double(counters.requestsRejected))
+        metric("sim:kv_transferred_tokens", "counter", "Prompt tokens whose KV came from a prefill worker.", Double(counters.transferredTokens))
+        metric("sim:evicted_blocks", "counter", "Prefix cache blocks evicted.", Double(counters.evictedBlocks))
+        metric("sim:cached_tokens", "gauge", "Tokens of cached prefixes (pinned or not).", Double(load.cachedTokens))
+        if role != .regular {
+            out += "# HELP sim:pd_handoffs KV hand-offs by outcome.\n# TYPE sim:pd_handoffs counter\n"
+            for outcome in ["ok", "failed"] {
+                out += "sim:pd_handoffs_total{role=\"\(role.rawValue)\",outcome=\"\(outcome)\"} \(pdOutcomes[outcome] ?? 0)\n"
+            }
+        }
+        return Array(out.utf8)
+    }
+
+    private static func escapeLabel(_ value: String) -> String {
+        var out = ""
+        for c in value {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+
+    private static func format(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
+    }
+
     static func unixTime() -> Int {
         Int(time(nil))
     }
@@ -133,14 +241,16 @@ enum Replies {
         promptTokens: Int,
         e2eLatency: Double,
         worker: String,
-        tag: String = ""
+        tag: String = "",
+        cachedTokens: Int = 0,
+        realisticIDs: Bool = false
     ) -> [UInt8] {
         var w = JSONWriter(capacity: 256 + tokens * (12 + tag.utf8.count))
         w.beginObject()
         w.field("text", SimWorker.text(tokens: 0..<tokens, tag: tag))
         w.key("output_ids")
         w.beginArray()
-        for i in 0..<tokens { w.int(SimWorker.tokenID(i)) }
+        for i in 0..<tokens { w.int(realisticIDs ? SimTokenizer.outputTokenID(i, tag: tag) : SimWorker.tokenID(i)) }
         w.endArray()
         w.key("meta_info")
         w.beginObject()
@@ -156,7 +266,7 @@ enum Replies {
         }
         w.field("prompt_tokens", promptTokens)
         w.field("completion_tokens", tokens)
-        w.field("cached_tokens", 0)
+        w.field("cached_tokens", cachedTokens)
         w.field("weight_version", "default")
         w.field("e2e_latency", (e2eLatency * 1_000_000).rounded() / 1_000_000)
         w.field("worker", worker)
@@ -167,12 +277,18 @@ enum Replies {
 
     // MARK: OpenAI
 
-    private static func usage(_ w: inout JSONWriter, prompt: Int, completion: Int) {
+    private static func usage(_ w: inout JSONWriter, prompt: Int, completion: Int, cached: Int? = nil) {
         w.key("usage")
         w.beginObject()
         w.field("prompt_tokens", prompt)
         w.field("completion_tokens", completion)
         w.field("total_tokens", prompt + completion)
+        if let cached {
+            w.key("prompt_tokens_details")
+            w.beginObject()
+            w.field("cached_tokens", cached)
+            w.endObject()
+        }
         w.endObject()
     }
 
@@ -193,7 +309,9 @@ enum Replies {
         worker: String,
         promptTokens: Int,
         tokens: Int,
-        tag: String = ""
+        tag: String = "",
+        cachedTokens: Int? = nil,
+        kvTransferParams: [UInt8]? = nil
     ) -> [UInt8] {
         var w = JSONWriter(capacity: 320 + tokens * (8 + tag.utf8.count))
         w.beginObject()
@@ -217,7 +335,11 @@ enum Replies {
         w.field("finish_reason", "length")
         w.endObject()
         w.endArray()
-        usage(&w, prompt: promptTokens, completion: tokens)
+        usage(&w, prompt: promptTokens, completion: tokens, cached: cachedTokens)
+        if let kvTransferParams {
+            w.key("kv_transfer_params")
+            w.raw(kvTransferParams)
+        }
         w.endObject()
         return w.bytes
     }
@@ -269,7 +391,8 @@ enum Replies {
         model: String,
         worker: String,
         promptTokens: Int,
-        tokens: Int
+        tokens: Int,
+        cachedTokens: Int? = nil
     ) -> [UInt8] {
         var w = JSONWriter(capacity: 256)
         w.beginObject()
@@ -277,7 +400,40 @@ enum Replies {
         w.key("choices")
         w.beginArray()
         w.endArray()
-        usage(&w, prompt: promptTokens, completion: tokens)
+        usage(&w, prompt: promptTokens, completion: tokens, cached: cachedTokens)
+        w.endObject()
+        return w.bytes
+    }
+
+    /// vLLM's NIXL connector answer to a prefill leg (`kv_transfer_params` of the reply).
+    static func kvTransferParams(engineID: String, requestID: String, host: String, port: Int, promptTokens: Int, blockSize: Int) -> [UInt8] {
+        var w = JSONWriter(capacity: 256)
+        w.beginObject()
+        w.field("do_remote_prefill", true)
+        w.field("do_remote_decode", false)
+        w.key("remote_block_ids")
+        w.beginArray()
+        for i in 0..<(promptTokens / max(1, blockSize)) { w.int(i) }
+        w.endArray()
+        w.field("remote_engine_id", engineID)
+        w.field("remote_request_id", requestID)
+        w.field("remote_host", host)
+        w.field("remote_port", port)
+        w.field("tp_size", 1)
+        w.endObject()
+        return w.bytes
+    }
+
+    /// An SSE error event body (SGLang's shape, with OpenAI's type and code).
+    static func streamError(_ message: String) -> [UInt8] {
+        var w = JSONWriter(capacity: 96 + message.utf8.count)
+        w.beginObject()
+        w.key("error")
+        w.beginObject()
+        w.field("message", message)
+        w.field("type", "server_error")
+        w.field("code", 500)
+        w.endObject()
         w.endObject()
         return w.bytes
     }

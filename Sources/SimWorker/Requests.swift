@@ -16,6 +16,8 @@ enum Route {
     case embeddings
     case rerank
     case getLoad
+    case loads
+    case metrics
     case flushCache
 
     init?(path: Substring) {
@@ -31,6 +33,8 @@ enum Route {
         case "/v1/embeddings": self = .embeddings
         case "/v1/rerank": self = .rerank
         case "/get_load": self = .getLoad
+        case "/v1/loads": self = .loads
+        case "/metrics": self = .metrics
         case "/flush_cache": self = .flushCache
         default: return nil
         }
@@ -39,15 +43,15 @@ enum Route {
     /// Routes an OpenAI-compatible server (llama.cpp, vLLM) does not have.
     var sglangOnly: Bool {
         switch self {
-        case .serverInfo, .modelInfo, .generate, .getLoad, .flushCache, .healthGenerate: true
-        case .health, .models, .completions, .chatCompletions, .embeddings, .rerank: false
+        case .serverInfo, .modelInfo, .generate, .getLoad, .loads, .flushCache, .healthGenerate: true
+        case .health, .models, .completions, .chatCompletions, .embeddings, .rerank, .metrics: false
         }
     }
 
     func allows(_ method: HTTPMethod) -> Bool {
         switch self {
         case .health, .healthGenerate: method == .GET || method == .HEAD
-        case .serverInfo, .modelInfo, .models, .getLoad: method == .GET
+        case .serverInfo, .modelInfo, .models, .getLoad, .loads, .metrics: method == .GET
         case .generate: method == .POST || method == .PUT
         case .completions, .chatCompletions, .embeddings, .rerank: method == .POST
         case .flushCache: method == .POST || method == .GET
@@ -57,7 +61,7 @@ enum Route {
     var allowHeader: String {
         switch self {
         case .health, .healthGenerate: "GET, HEAD"
-        case .serverInfo, .modelInfo, .models, .getLoad: "GET"
+        case .serverInfo, .modelInfo, .models, .getLoad, .loads, .metrics: "GET"
         case .generate: "POST, PUT"
         case .completions, .chatCompletions, .embeddings, .rerank: "POST"
         case .flushCache: "GET, POST"
@@ -91,8 +95,13 @@ struct InferenceRequest {
     /// appended to every generated token (`tok0@s42 tok1@s42`), so a test running many
     /// requests at once can tell which request each streamed chunk belongs to.
     var tag: String = ""
+    /// The prompt's token ids (`SimTokenizer`), filled only when the parse was asked to
+    /// tokenise (the realistic engine).
+    var promptIDs: [Int] = []
+    /// Disaggregation fields of the body, if any.
+    var pd: PDFields?
 
-    static func parse(kind: Kind, body: ByteBuffer?, defaultModel: String) throws(BadRequest) -> InferenceRequest {
+    static func parse(kind: Kind, body: ByteBuffer?, defaultModel: String, tokenize: Bool = false) throws(BadRequest) -> InferenceRequest {
         let object = try parseObject(body)
         var request = InferenceRequest(
             kind: kind,
@@ -108,8 +117,10 @@ struct InferenceRequest {
             if let text = object["text"], text != .null {
                 request.promptTokens = try countTextInput(text, field: "text")
                 request.tag = text.stringValue.map(SimWorker.tag(ofPrompt:)) ?? ""
+                if tokenize { request.promptIDs = tokenizeText(text) }
             } else if let ids = object["input_ids"], ids != .null {
                 request.promptTokens = try countTokenIDs(ids, field: "input_ids")
+                if tokenize { request.promptIDs = flattenIDs(ids) }
             } else {
                 throw BadRequest(message: "Either text or input_ids should be provided.")
             }
@@ -129,12 +140,23 @@ struct InferenceRequest {
             }
             request.promptTokens = try countPrompt(prompt)
             request.tag = prompt.stringValue.map(SimWorker.tag(ofPrompt:)) ?? ""
+            if tokenize {
+                if let items = prompt.arrayValue, items.first?.stringValue == nil {
+                    request.promptIDs = flattenIDs(prompt)
+                } else {
+                    request.promptIDs = tokenizeText(prompt)
+                }
+            }
             if let n = try optionalTokenCount(object, "max_tokens") { request.maxTokens = n }
         case .chat:
             guard let messages = object["messages"]?.arrayValue, !messages.isEmpty else {
                 throw BadRequest(message: "messages must be a non-empty array")
             }
             request.promptTokens = try countMessages(messages)
+            if tokenize {
+                request.promptIDs = SimTokenizer.tokenize(chat: chatMessages(messages))
+                request.promptTokens = request.promptIDs.count
+            }
             if let n = try optionalTokenCount(object, "max_completion_tokens") {
                 request.maxTokens = n
             } else if let n = try optionalTokenCount(object, "max_tokens") {
@@ -150,7 +172,123 @@ struct InferenceRequest {
                 request.includeUsage = try optionalBool(options, "include_usage") ?? false
             }
         }
+        request.pd = try PDFields.parse(object)
         return request
+    }
+}
+
+/// The disaggregation fields a gateway adds to a request (SGLang's bootstrap triple, or
+/// vLLM's `kv_transfer_params`).
+enum PDFields: Equatable {
+    /// SGLang: one `(host, port, room)` per item of a batched input (one for a single input).
+    case sglang([BootstrapTarget])
+    /// vLLM prefill leg: `kv_transfer_params.do_remote_decode` is true.
+    case vllmPrefill
+    /// vLLM decode leg: `kv_transfer_params.do_remote_prefill` with where to pull the KV from.
+    case vllmDecode(host: String, port: Int, requestID: String)
+
+    /// Where one room's KV is.
+    struct BootstrapTarget: Equatable {
+        var host: String
+        var port: Int
+        var room: String
+    }
+
+    /// SGLang's default bootstrap port (a `null` port means it).
+    static let defaultBootstrapPort = 8998
+
+    static func parse(_ object: JSONObject) throws(BadRequest) -> PDFields? {
+        if let params = object["kv_transfer_params"], params != .null {
+            guard let params = params.objectValue else { throw BadRequest(message: "kv_transfer_params must be an object") }
+            if params["do_remote_decode"]?.boolValue == true { return .vllmPrefill }
+            if params["do_remote_prefill"]?.boolValue == true {
+                guard let host = params["remote_host"]?.stringValue, !host.isEmpty else {
+                    throw BadRequest(message: "kv_transfer_params.remote_host must be a non-empty string")
+                }
+                guard let port = params["remote_port"]?.intValue, (1...65535).contains(port) else {
+                    throw BadRequest(message: "kv_transfer_params.remote_port must be a port number")
+                }
+                guard let id = params["remote_request_id"]?.stringValue, !id.isEmpty else {
+                    throw BadRequest(message: "kv_transfer_params.remote_request_id must be a non-empty string")
+                }
+                return .vllmDecode(host: host, port: Int(port), requestID: id)
+            }
+            return nil
+        }
+        guard let room = object["bootstrap_room"], room != .null else { return nil }
+        let host = object["bootstrap_host"] ?? .null
+        let port = object["bootstrap_port"] ?? .null
+        func one(_ room: JSONValue, _ host: JSONValue, _ port: JSONValue) throws(BadRequest) -> BootstrapTarget {
+            let key: String
+            if let n = room.intValue, n >= 0 {
+                key = String(n)
+            } else if let d = room.doubleValue, d >= 0, d < 1.9e19, d == d.rounded() {
+                key = String(UInt64(d))
+            } else {
+                throw BadRequest(message: "bootstrap_room must be a non-negative integer")
+            }
+            guard let h = host.stringValue, !h.isEmpty else { throw BadRequest(message: "bootstrap_host must be a non-empty string") }
+            var p = PDFields.defaultBootstrapPort
+            if port != .null {
+                guard let n = port.intValue, (1...65535).contains(n) else {
+                    throw BadRequest(message: "bootstrap_port must be a port number or null")
+                }
+                p = Int(n)
+            }
+            return BootstrapTarget(host: h, port: p, room: key)
+        }
+        if let rooms = room.arrayValue {
+            guard !rooms.isEmpty else { throw BadRequest(message: "bootstrap_room must not be an empty array") }
+            var targets: [BootstrapTarget] = []
+            for (i, item) in rooms.enumerated() {
+                let h = host.arrayValue.map { $0.count > i ? $0[i] : .null } ?? host
+                let p = port.arrayValue.map { $0.count > i ? $0[i] : .null } ?? port
+                targets.append(try one(item, h, p))
+            }
+            return .sglang(targets)
+        }
+        return .sglang([try one(room, host, port)])
+    }
+}
+
+private func tokenizeText(_ value: JSONValue) -> [Int] {
+    switch value {
+    case .string(let s):
+        return SimTokenizer.tokenize(s)
+    case .array(let items):
+        var ids: [Int] = []
+        for item in items { if let s = item.stringValue { SimTokenizer.tokenize(s, into: &ids) } }
+        return ids
+    default:
+        return []
+    }
+}
+
+private func flattenIDs(_ value: JSONValue) -> [Int] {
+    var ids: [Int] = []
+    for item in value.arrayValue ?? [] {
+        if let n = item.intValue {
+            ids.append(Int(truncatingIfNeeded: n))
+        } else if let inner = item.arrayValue {
+            for v in inner { ids.append(Int(truncatingIfNeeded: v.intValue ?? 0)) }
+        }
+    }
+    return ids
+}
+
+private func chatMessages(_ messages: [JSONValue]) -> [SimTokenizer.ChatMessage] {
+    messages.map { message in
+        let role = message["role"]?.stringValue ?? "user"
+        let content: String
+        switch message["content"] {
+        case .string(let s)?:
+            content = s
+        case .array(let parts)?:
+            content = parts.compactMap { $0["text"]?.stringValue }.joined(separator: " ")
+        default:
+            content = ""
+        }
+        return SimTokenizer.ChatMessage(role: role, content: content)
     }
 }
 

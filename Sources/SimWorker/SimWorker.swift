@@ -33,6 +33,25 @@ public final class SimWorker: Service, Sendable {
         case openai
     }
 
+    /// How requests are timed.
+    public enum Engine: String, Sendable, CaseIterable {
+        /// A fixed latency and chunk interval per request, no cache, no queue.
+        case simple
+        /// `EngineCore`: tokens, a block prefix cache, prefill from uncached tokens,
+        /// continuous batching with a bounded running batch and a FIFO queue.
+        case realistic
+    }
+
+    /// The worker's part in prefill/decode disaggregation.
+    public enum Role: String, Sendable, CaseIterable {
+        /// Serves requests whole.
+        case regular
+        /// Computes prompts and hands their KV to decode workers over its bootstrap listener.
+        case prefill
+        /// Takes a request's KV from the prefill worker named in the request, then decodes.
+        case decode
+    }
+
     /// How a worker behaves. All durations are simulated on the event loop.
     public struct Configuration: Sendable {
         /// The worker's name, sent in the `X-Sim-Worker` header of every reply and as
@@ -57,6 +76,16 @@ public final class SimWorker: Service, Sendable {
         public var host: String
         /// The port to bind; 0 picks an ephemeral port (see the value `start()` returns).
         public var port: Int
+        /// How requests are timed (`simple` keeps `latency` and `chunkInterval`).
+        public var engine: Engine
+        /// The realistic engine's figures.
+        public var engineConfiguration: EngineConfiguration
+        /// Prefill/decode role (needs the realistic engine unless `regular`).
+        public var role: Role
+        /// A prefill worker's bootstrap listener port (0: ephemeral; see `bootstrapPort`).
+        public var bootstrapPort: Int
+        /// Longest wait of a KV hand-off: a decode for its KV, a computed KV for its decode.
+        public var bootstrapTimeout: Duration
 
         /// Creates a configuration; every parameter has a default.
         public init(
@@ -69,7 +98,12 @@ public final class SimWorker: Service, Sendable {
             failureRate: Double = 0,
             startupDelay: Duration = .zero,
             host: String = "127.0.0.1",
-            port: Int = 0
+            port: Int = 0,
+            engine: Engine = .simple,
+            engineConfiguration: EngineConfiguration = EngineConfiguration(),
+            role: Role = .regular,
+            bootstrapPort: Int = 8998,
+            bootstrapTimeout: Duration = .seconds(30)
         ) {
             self.name = name
             self.modelID = modelID
@@ -81,6 +115,11 @@ public final class SimWorker: Service, Sendable {
             self.startupDelay = startupDelay
             self.host = host
             self.port = port
+            self.engine = engine
+            self.engineConfiguration = engineConfiguration
+            self.role = role
+            self.bootstrapPort = bootstrapPort
+            self.bootstrapTimeout = bootstrapTimeout
         }
     }
 
@@ -90,6 +129,33 @@ public final class SimWorker: Service, Sendable {
         case alreadyShutDown
         /// `start()` was called while another `start()` was binding.
         case startInProgress
+        /// A prefill or decode role was asked of the simple engine.
+        case roleNeedsRealisticEngine
+    }
+
+    /// One step of a KV hand-off as a worker saw it (tests prove pairing and overlap with these).
+    public struct PDEvent: Sendable, Equatable {
+        /// What happened.
+        public enum Kind: String, Sendable {
+            /// The request of the room arrived.
+            case started
+            /// Prefill: its KV is computed. Decode: the KV arrived.
+            case kvReady = "kv_ready"
+            /// The request was answered successfully.
+            case answered
+            /// The hand-off failed; `detail` says why.
+            case failed
+        }
+        /// The room (SGLang `bootstrap_room`) or vLLM request id.
+        public var room: String
+        /// The worker's role.
+        public var role: Role
+        /// What happened.
+        public var kind: Kind
+        /// When, in `NIODeadline.now().uptimeNanoseconds` (one clock for every worker of a process).
+        public var at: UInt64
+        /// The failure's reason, else empty.
+        public var detail: String
     }
 
     /// The largest request body accepted; larger bodies answer 413.
@@ -128,7 +194,15 @@ public final class SimWorker: Service, Sendable {
         var totalRequests = 0
         var inFlight = 0
         var connections = 0
+        var bootstrapPort: Int?
+        var pdEvents: [PDEvent] = []
+        var pdOutcomes: [String: Int] = [:]
     }
+
+    /// The realistic engine, when configured.
+    let engine: RealisticEngine?
+    /// The bootstrap listener of a prefill worker.
+    let bootstrap: BootstrapServer?
 
     /// Creates a worker; nothing is bound until `start()`.
     public init(configuration: Configuration = Configuration(), logger: Logger = Logger(label: "sim-worker")) {
@@ -137,6 +211,8 @@ public final class SimWorker: Service, Sendable {
         configuration.failureRate = Self.clampRate(configuration.failureRate)
         self.configuration = configuration
         self.logger = logger
+        self.engine = configuration.engine == .realistic ? RealisticEngine(configuration: configuration.engineConfiguration) : nil
+        self.bootstrap = configuration.role == .prefill ? BootstrapServer(timeout: configuration.bootstrapTimeout) : nil
         self.state = Mutex(
             State(
                 name: configuration.name,
@@ -164,8 +240,21 @@ public final class SimWorker: Service, Sendable {
             }
         }
         if let existing { return existing }
+        if configuration.role != .regular, configuration.engine != .realistic {
+            state.withLock { $0.phase = .idle }
+            throw LifecycleError.roleNeedsRealisticEngine
+        }
+        if let bootstrap {
+            do {
+                let bound = try await bootstrap.start(host: configuration.host, port: configuration.bootstrapPort)
+                state.withLock { $0.bootstrapPort = bound }
+            } catch {
+                state.withLock { $0.phase = .idle }
+                throw error
+            }
+        }
 
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let serverBootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -187,13 +276,13 @@ public final class SimWorker: Service, Sendable {
         let channel: any Channel
         do {
             // Resolve the name on the bind future's event loop, before any accept is handled.
-            channel = try await bootstrap.bind(host: configuration.host, port: configuration.port)
+            channel = try await serverBootstrap.bind(host: configuration.host, port: configuration.port)
                 .map { [self] channel in
                     let port = channel.localAddress?.port ?? configuration.port
                     state.withLock { state in
                         state.port = port
                         state.name = Self.resolveName(configuration.name, port: port)
-                        state.replies = StaticReplies(name: state.name, configuration: configuration, port: port)
+                        state.replies = StaticReplies(name: state.name, configuration: configuration, port: port, bootstrapPort: state.bootstrapPort)
                         state.serverChannel = channel
                         state.readyAt = .now() + TimeAmount(configuration.startupDelay)
                     }
@@ -202,6 +291,7 @@ public final class SimWorker: Service, Sendable {
                 .get()
         } catch {
             state.withLock { $0.phase = .idle }
+            await self.bootstrap?.shutdown()
             throw error
         }
 
@@ -240,6 +330,7 @@ public final class SimWorker: Service, Sendable {
         if let server {
             try? await server.close()
         }
+        await bootstrap?.shutdown()
         for child in children {
             try? await child.close()
         }
@@ -316,6 +407,33 @@ public final class SimWorker: Service, Sendable {
     /// TCP connections currently open.
     public var openConnectionCount: Int { state.withLock { $0.children.count } }
 
+    /// The bound bootstrap port of a prefill worker (nil otherwise, or before `start()`).
+    public var bootstrapPort: Int? { state.withLock { $0.bootstrapPort } }
+
+    /// The realistic engine's load and counters (nil with the simple engine).
+    public var engineSnapshot: (load: EngineLoad, counters: EngineCounters)? { engine?.snapshot() }
+
+    /// Hand-off events of `room` (all rooms when nil), oldest first; the last 4,096 are kept.
+    public func pdEvents(room: String? = nil) -> [PDEvent] {
+        state.withLock { state in room.map { r in state.pdEvents.filter { $0.room == r } } ?? state.pdEvents }
+    }
+
+    func recordPD(_ room: String, _ kind: PDEvent.Kind, detail: String = "") {
+        let event = PDEvent(room: room, role: configuration.role, kind: kind, at: NIODeadline.now().uptimeNanoseconds, detail: detail)
+        state.withLock { state in
+            if state.pdEvents.count >= 4096 { state.pdEvents.removeFirst(1024) }
+            state.pdEvents.append(event)
+            switch kind {
+            case .answered: state.pdOutcomes["ok", default: 0] += 1
+            case .failed: state.pdOutcomes["failed", default: 0] += 1
+            case .started, .kvReady: break
+            }
+        }
+    }
+
+    /// Hand-offs by outcome (`ok`, `failed`), for `/metrics`.
+    var pdOutcomes: [String: Int] { state.withLock { $0.pdOutcomes } }
+
     // MARK: Internals used by the handler
 
     struct HealthSnapshot {
@@ -367,7 +485,7 @@ public final class SimWorker: Service, Sendable {
     /// What a new connection's handler needs: the resolved name and the fixed bodies.
     func connectionContext() -> (name: String, replies: StaticReplies) {
         state.withLock { state in
-            (state.name, state.replies ?? StaticReplies(name: state.name, configuration: configuration, port: state.port ?? 0))
+            (state.name, state.replies ?? StaticReplies(name: state.name, configuration: configuration, port: state.port ?? 0, bootstrapPort: state.bootstrapPort))
         }
     }
 

@@ -64,6 +64,42 @@ struct SimWorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(help: "simple (fixed latency) or realistic (prefix cache, prefill, continuous batching).")
+    var engine = "simple"
+
+    @Option(name: .customLong("kv-cache-tokens"), help: "realistic: KV cache capacity in tokens.")
+    var kvCacheTokens = 32768
+
+    @Option(name: .customLong("block-size"), help: "realistic: tokens per cache block.")
+    var blockSize = 16
+
+    @Option(name: .customLong("prefill-us-per-token"), help: "realistic: prefill microseconds per uncached prompt token.")
+    var prefillMicrosPerToken = 200.0
+
+    @Option(name: .customLong("prefill-overhead-ms"), help: "realistic: fixed milliseconds of one prefill step.")
+    var prefillOverheadMs = 10.0
+
+    @Option(name: .customLong("itl-base-ms"), help: "realistic: decode step milliseconds before the per-request term.")
+    var itlBaseMs = 25.0
+
+    @Option(name: .customLong("itl-per-request-ms"), help: "realistic: milliseconds each running request adds to a decode step.")
+    var itlPerRequestMs = 0.5
+
+    @Option(name: .customLong("max-running"), help: "realistic: requests running at once; more wait in a FIFO queue.")
+    var maxRunning = 32
+
+    @Option(name: .customLong("max-prefill-tokens"), help: "realistic: uncached prompt tokens one prefill step takes at most.")
+    var maxPrefillTokens = 8192
+
+    @Option(help: "regular, prefill or decode (disaggregation; prefill and decode need --engine realistic).")
+    var role = "regular"
+
+    @Option(name: .customLong("bootstrap-port"), help: "prefill: KV bootstrap listener port (worker i of several: this + i; 0 = ephemeral).")
+    var bootstrapPort = 8998
+
+    @Option(name: .customLong("bootstrap-timeout-ms"), help: "Longest wait of a KV hand-off, in ms.")
+    var bootstrapTimeoutMs = 30000.0
+
     func validate() throws {
         guard SimWorker.Runtime(rawValue: runtime) != nil else {
             throw ValidationError("--runtime must be sglang or openai")
@@ -76,6 +112,19 @@ struct SimWorkerCommand: AsyncParsableCommand {
         guard latencyMs >= 0, chunkIntervalMs >= 0, startupDelayMs >= 0 else {
             throw ValidationError("durations must not be negative")
         }
+        guard let engine = SimWorker.Engine(rawValue: engine) else { throw ValidationError("--engine must be simple or realistic") }
+        guard let role = SimWorker.Role(rawValue: role) else { throw ValidationError("--role must be regular, prefill or decode") }
+        guard role == .regular || engine == .realistic else {
+            throw ValidationError("--role \(role.rawValue) needs --engine realistic")
+        }
+        guard blockSize >= 1, kvCacheTokens >= blockSize else {
+            throw ValidationError("--block-size must be at least 1 and --kv-cache-tokens at least one block")
+        }
+        guard maxRunning >= 1, maxPrefillTokens >= 1 else { throw ValidationError("--max-running and --max-prefill-tokens must be at least 1") }
+        guard prefillMicrosPerToken >= 0, prefillOverheadMs >= 0, itlBaseMs >= 0, itlPerRequestMs >= 0, bootstrapTimeoutMs > 0 else {
+            throw ValidationError("engine figures must not be negative (and --bootstrap-timeout-ms positive)")
+        }
+        guard (0...65535).contains(bootstrapPort) else { throw ValidationError("--bootstrap-port must be within 0...65535") }
         _ = try portList()
     }
 
@@ -117,7 +166,19 @@ struct SimWorkerCommand: AsyncParsableCommand {
 
         var workers: [SimWorker] = []
         workers.reserveCapacity(portList.count)
-        for port in portList {
+        let engineKind = SimWorker.Engine(rawValue: engine) ?? .simple
+        let roleKind = SimWorker.Role(rawValue: role) ?? .regular
+        let engineConfiguration = EngineConfiguration(
+            blockSize: blockSize,
+            capacityTokens: kvCacheTokens,
+            prefillMicrosPerToken: prefillMicrosPerToken,
+            prefillOverheadMicros: prefillOverheadMs * 1000,
+            decodeBaseMicros: itlBaseMs * 1000,
+            decodePerRunningMicros: itlPerRequestMs * 1000,
+            maxRunning: maxRunning,
+            maxPrefillTokens: maxPrefillTokens
+        )
+        for (index, port) in portList.enumerated() {
             let workerName: String
             if let name {
                 workerName = portList.count == 1 ? name : "\(name)-\(port)"
@@ -134,7 +195,12 @@ struct SimWorkerCommand: AsyncParsableCommand {
                 failureRate: failureRate,
                 startupDelay: .milliseconds(startupDelayMs),
                 host: host,
-                port: port
+                port: port,
+                engine: engineKind,
+                engineConfiguration: engineConfiguration,
+                role: roleKind,
+                bootstrapPort: bootstrapPort == 0 ? 0 : bootstrapPort + index,
+                bootstrapTimeout: .milliseconds(bootstrapTimeoutMs)
             )
             workers.append(SimWorker(configuration: configuration, logger: logger))
         }
@@ -142,7 +208,9 @@ struct SimWorkerCommand: AsyncParsableCommand {
         do {
             for worker in workers {
                 let bound = try await worker.start()
-                Self.writeLine("sim-worker \(worker.name) listening on http://\(Self.urlHost(host)):\(bound)")
+                var line = "sim-worker \(worker.name) listening on http://\(Self.urlHost(host)):\(bound)"
+                if let bootstrap = worker.bootstrapPort { line += " bootstrap \(bootstrap)" }
+                Self.writeLine(line)
             }
         } catch {
             logger.error("could not start: \(error)")
