@@ -475,9 +475,9 @@ class Suite:
         e = self.generate(text="x", model="no-such-model")
         expect_error(self.unary(e, timeout=15), "model_not_found", 404)
         e = self.env(self.stream())
-        e.generate.model = self.args.model  # no input at all
-        expect_error(self.unary(e), "MISSING_FIELD", 400)
-        return "unknown model → model_not_found/404; no input → MISSING_FIELD/400"
+        e.generate.model = self.args.model  # no input at all: the REST twin's code
+        expect_error(self.unary(e), "missing_required_field", 400)
+        return "unknown model → model_not_found/404; no input → missing_required_field/400 (the REST twin's code)"
 
     def streamed(self, got, n, stream_id):
         """Checks a streamed answer: chunks 0..k-1 in order carrying the text of n tokens, then the result."""

@@ -142,6 +142,12 @@ final class GenerateRelay: InferenceReceiver {
         }
     }
 
+    /// The connection ended the call itself (its chunk could not be sent): nothing more
+    /// goes out for it.
+    func abandon() {
+        isDone = true
+    }
+
     private func finish(_ terminal: Wire.Envelope.Body) {
         guard !isDone else { return }
         isDone = true

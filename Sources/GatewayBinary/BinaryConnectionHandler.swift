@@ -1,7 +1,6 @@
 import GatewayCore
 import GatewayInference
 import GatewayObservability
-import GatewayOpenAI
 import GatewayWire
 import GatewayWorkers
 import Logging
@@ -18,8 +17,8 @@ import NIOCore
 /// instead of buffering without bound.
 final class BinaryConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = Wire.Envelope
-    typealias OutboundOut = Wire.Envelope
+    typealias OutboundIn = Never
+    typealias OutboundOut = ByteBuffer
 
     static let protocolVersion: UInt32 = 1
 
@@ -229,21 +228,11 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         door.metrics.binaryStreams.increment()
         door.metrics.binaryStreamsActive.add()
         if case .generate(let request) = body, let engine = door.engine, let context {
-            // The message's own fields (text, token_ids, chat) are the binary protocol's:
-            // a missing or empty input is answered in its spelling (MISSING_FIELD,
-            // INVALID_FIELD), before any routing.
-            do throws(GatewayError) {
-                _ = try OpenAIGenerate.route(for: request)
-            } catch {
-                calls[stream] = Call(token: token, work: .starting, record: RequestRecord(route: door.routes.metrics(for: body), metrics: door.metrics))
-                finishCall(on: stream, with: .error(error.wire(.control)))
-                return
-            }
             let requestID = RequestIDs.accept(request.requestID)
             let relay = GenerateRelay(stream: stream, requestID: requestID, connection: self)
             let call = InferenceCall(
                 input: .generate(request), requestID: requestID, routingKey: request.routingKey.isEmpty ? nil : request.routingKey,
-                principal: InferenceCall.principal(key: clientKey)
+                principal: InferenceCall.principal(authenticatedKey: door.authorizer.apiKey != nil ? clientKey : nil, peerAddress: context.channel.remoteAddress?.ipAddress)
             )
             // Placed before the call starts: a call answered at once ends it right away.
             calls[stream] = Call(token: token, work: .starting, record: nil)
@@ -303,7 +292,20 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     // MARK: Writing and closing
 
     func send(_ body: Wire.Envelope.Body, on stream: UInt64) {
-        context?.writeAndFlush(wrapOutboundOut(Wire.Envelope(streamID: stream, body: body)), promise: nil)
+        guard let context else { return }
+        switch frame(body, on: stream, context: context) {
+        case .success(let buffer):
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        case .failure(let error):
+            if case .generateChunk = body, let call = calls[stream] {
+                // A chunk that cannot go out ends its call: the error is the one terminal.
+                if case .inference(_, let relay) = call.work { relay.abandon() }
+                stop(call)
+                finishCall(on: stream, with: .error(error.wire(.control)))
+            } else {
+                context.writeAndFlush(wrapOutboundOut(errorFrame(error, on: stream, context: context)), promise: nil)
+            }
+        }
     }
 
     /// Writes `body` on stream 0, then closes.
@@ -311,8 +313,47 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         guard let context else { return }
         session.closed()
         let done = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(Wire.Envelope(streamID: 0, body: body)), promise: done)
+        let buffer: ByteBuffer
+        switch frame(body, on: 0, context: context) {
+        case .success(let frame): buffer = frame
+        case .failure(let error): buffer = errorFrame(error, on: 0, context: context)
+        }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: done)
         done.futureResult.assumeIsolated().whenComplete { [self] _ in self.context?.close(promise: nil) }
+    }
+
+    /// One frame for `body`. The limit advertised in `HelloReply.max_frame_bytes` holds for
+    /// what the server sends too: a reply over it, or one that cannot be encoded, fails
+    /// here and is answered with an `Error` on the same stream (a frame the client can
+    /// read), never sent oversized and never dropped silently.
+    private func frame(_ body: Wire.Envelope.Body, on stream: UInt64, context: ChannelHandlerContext) -> Result<ByteBuffer, GatewayError> {
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        let limit = door.configuration.maxFrameBytes
+        do throws(WireError) {
+            try Frame.write(Wire.Envelope(streamID: stream, body: body), into: &buffer)
+        } catch {
+            door.logger.error("binary reply could not be encoded", metadata: ["stream_id": "\(stream)", "error": "\(error)"])
+            return .failure(.protocolError("UNENCODABLE_REPLY", 500, "the reply could not be encoded: \(error)"))
+        }
+        let size = buffer.readableBytes - Frame.headerSize
+        guard size <= limit else {
+            door.logger.warning("binary reply over the frame limit", metadata: ["stream_id": "\(stream)", "bytes": "\(size)", "limit": "\(limit)"])
+            return .failure(
+                .protocolError(
+                    "REPLY_TOO_LARGE", 500,
+                    "the reply is \(size) bytes, over max_frame_bytes (\(limit)); ask for less or raise the server's --max-frame-bytes"
+                )
+            )
+        }
+        return .success(buffer)
+    }
+
+    private func errorFrame(_ error: GatewayError, on stream: UInt64, context: ChannelHandlerContext) -> ByteBuffer {
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        // An Error of a code and a short message always encodes, and fits in 1 KiB (the
+        // smallest limit --max-frame-bytes allows).
+        try? Frame.write(Wire.Envelope(streamID: stream, body: .error(error.wire(.control))), into: &buffer)
+        return buffer
     }
 
     /// Announces the end: no new calls; running calls finish (the listener enforces the

@@ -63,7 +63,6 @@ public final class BinaryDoor: Sendable {
     public func initialize(_ channel: any Channel) throws {
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxPayloadBytes: configuration.maxFrameBytes)))
-        try pipeline.addHandler(MessageToByteHandler(EnvelopeFrameEncoder()))
         try pipeline.addHandler(BinaryConnectionHandler(door: self, loop: channel.eventLoop))
     }
 }

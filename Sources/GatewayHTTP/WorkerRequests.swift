@@ -12,7 +12,9 @@ enum WorkerRequests {
     static func addInput(from body: some Collection<UInt8>) throws(GatewayError) -> AddWorkerInput {
         let fields = try FieldReader(body: body)
         guard fields.object["url"] != nil, fields.object["url"] != .null else { throw .missingField("url") }
-        guard let url = try fields.string("url") else { throw .missingField("url") }
+        // An empty URL is a missing one, as over the binary protocol (where proto3 cannot
+        // tell an empty string from an absent one): both doors answer MISSING_FIELD.
+        guard let url = try fields.string("url"), !url.isEmpty else { throw .missingField("url") }
         var input = AddWorkerInput(url: url)
         input.modelID = try fields.string("model_id")
         input.priority = try fields.integer("priority", in: 0...Int64(UInt32.max)).map { UInt32($0) }

@@ -26,10 +26,12 @@ public struct InferenceCall: Sendable {
     /// `Content-Type`, and `Authorization` when the gateway checks no key of its own).
     public var forwardedHeaders: HTTPHeaders
 
-    /// The rate limiter's key for a client that presented `key` (a bearer token or the
-    /// binary Hello's key): each key its own bucket, clients without one share "anonymous".
-    public static func principal(key: String?) -> String {
-        key.map { "key:" + $0 } ?? "anonymous"
+    /// The rate limiter's key: the API key the door authenticated (when the gateway
+    /// requires one), else the client's address. Without `--api-key` a bearer string proves
+    /// nothing, and keying by it would give a client a fresh bucket per string.
+    public static func principal(authenticatedKey: String?, peerAddress: String?) -> String {
+        if let authenticatedKey { return "key:" + authenticatedKey }
+        return "ip:" + (peerAddress ?? "unknown")
     }
 
     public init(input: Input, requestID: String, routingKey: String? = nil, principal: String = "anonymous", forwardedHeaders: HTTPHeaders = [:]) {

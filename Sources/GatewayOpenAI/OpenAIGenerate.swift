@@ -22,8 +22,7 @@ public enum OpenAIGenerate {
             guard !messages.isEmpty else { throw GatewayError.invalidField("chat", "must hold at least one message") }
             return .chatCompletions
         case nil:
-            // The binary door checks this first and answers MISSING_FIELD; the CLI's REST
-            // mode gets the REST twin's spelling (missing_required_field).
+            // The REST twin's code (its body lacks the prompt), on both doors.
             throw GatewayError(status: 400, code: .missingField, message: "generate needs text, token_ids or chat")
         }
     }

@@ -77,10 +77,12 @@ struct BinaryProtocolTests {
                     #expect(binary?.code == rest.errorCode, "GET \(id): binary \(String(describing: binary)), REST \(rest.text)")
                     #expect(binary?.status == rest.status)
                 }
-                let badURL = await serverError { _ = try await client.addWorker(Wire.AddWorkerRequest(url: "ftp://x")) }
-                let restBadURL = try await gw.post("/workers", #"{"url": "ftp://x"}"#)
-                #expect(badURL?.code == restBadURL.errorCode)
-                #expect(badURL?.status == restBadURL.status)
+                for url in ["ftp://x", ""] {
+                    let binary = await serverError { _ = try await client.addWorker(Wire.AddWorkerRequest(url: url)) }
+                    let rest = try await gw.post("/workers", #"{"url": "\#(url)"}"#)
+                    #expect(binary?.code == rest.errorCode, "url \(url): binary \(String(describing: binary)), REST \(rest.text)")
+                    #expect(binary?.status == rest.status)
+                }
 
                 // Removal over binary: gone from REST.
                 _ = try await client.removeWorker(id: added.workerID)
@@ -135,13 +137,28 @@ struct BinaryProtocolTests {
         }
     }
 
+    @Test("max_frame_bytes holds both ways: a reply over it is an Error on its stream, and the connection lives on")
+    func replyOverTheFrameLimit() async throws {
+        try await TestGateway.with({ $0.binary.maxFrameBytes = 1024 }) { gw in
+            // Unreachable workers (refused ports) still list: 20 of them are well over 1 KiB.
+            for port in 1...20 { _ = try await gw.addWorker(url: "http://127.0.0.1:\(port)", extra: #""labels": {"zone": "a-long-label-value-\#(port)"}"#) }
+            let client = try await gw.binaryClient()
+            defer { Task { await client.close() } }
+            let tooLarge = await serverError { _ = try await client.listWorkers() }
+            #expect(tooLarge?.code == "REPLY_TOO_LARGE")
+            #expect(tooLarge?.status == 500)
+            // The same connection still answers, and a small reply passes.
+            #expect(try await client.health().totalWorkers == 20)
+        }
+    }
+
     @Test("Bad payloads and unknown streams get an error on that stream; the connection lives on")
     func errorsKeepTheConnection() async throws {
         try await TestGateway.with { gw in
             let client = try await gw.binaryClient()
             defer { Task { await client.close() } }
             let missing = await serverError { _ = try await client.generate(Wire.GenerateRequest(stream: false)) }
-            #expect(missing?.code == "MISSING_FIELD", "the message's own fields are the protocol's: its spelling")
+            #expect(missing?.code == "missing_required_field", "the REST twin's code (/v1/completions without a prompt)")
             #expect(missing?.status == 400)
             let noModel = await serverError {
                 _ = try await client.generate(Wire.GenerateRequest(model: "nope", input: .text("hi")))

@@ -56,23 +56,47 @@ struct AdmissionTests {
         }
     }
 
-    @Test("The per-key rate limit answers 429 with Retry-After; keys are counted apart")
-    func rateLimit() async throws {
+    @Test("Without --api-key the rate limit is per client address: rotating bearer strings buys no fresh bucket")
+    func rateLimitPerAddress() async throws {
         try await withSimWorkers(1) { _, urls in
             // One token every 5 s (burst 1): no refill can happen during the checks, however slow the machine.
             try await TestGateway.with({ $0.admission.rateLimitPerSecond = 0.2 }) { gw in
                 _ = try await gw.addHealthyWorkers(urls)
                 let body = #"{"prompt": "x", "max_tokens": 1}"#
                 var statuses: [Int] = []
-                for _ in 0..<3 {
-                    statuses.append(try await gw.request(.POST, "/v1/completions", body: body, headers: [("Authorization", "Bearer key-a")]).status)
+                for bearer in ["key-a", "key-b", "key-c"] {
+                    statuses.append(try await gw.request(.POST, "/v1/completions", body: body, headers: [("Authorization", "Bearer \(bearer)")]).status)
                 }
-                #expect(statuses == [200, 429, 429])
-                let other = try await gw.request(.POST, "/v1/completions", body: body, headers: [("Authorization", "Bearer key-b")])
-                #expect(other.status == 200)
-                let limited = try await gw.request(.POST, "/v1/completions", body: body, headers: [("Authorization", "Bearer key-a")])
+                statuses.append(try await gw.post("/v1/completions", body).status)
+                #expect(statuses == [200, 429, 429, 429])
+                let limited = try await gw.request(.POST, "/v1/completions", body: body, headers: [("Authorization", "Bearer key-d")])
                 #expect(limited.json["error"]?["code"] == .string("rate_limited"))
                 #expect(limited.headers.first(name: "Retry-After") != nil)
+            }
+        }
+    }
+
+    @Test("With --api-key the rate limit is per authenticated key: the inference and admin keys are counted apart")
+    func rateLimitPerKey() async throws {
+        try await withSimWorkers(1) { _, urls in
+            try await TestGateway.with({
+                $0.admission.rateLimitPerSecond = 0.2
+                $0.auth = .init(apiKey: "user-key", adminAPIKey: "admin-key")
+            }) { gw in
+                let admin = [("Authorization", "Bearer admin-key")]
+                let added = try await gw.request(.POST, "/workers", body: #"{"url": "\#(urls[0])"}"#, headers: admin)
+                let id = try #require(added.json["worker_id"]?.stringValue)
+                try await eventually("healthy") { try await gw.request(.GET, "/workers/\(id)", headers: admin).json["is_healthy"] == .bool(true) }
+                let body = #"{"prompt": "x", "max_tokens": 1}"#
+                func status(_ key: String) async throws -> Int {
+                    try await gw.request(.POST, "/v1/completions", body: body, headers: [("Authorization", "Bearer \(key)")]).status
+                }
+                #expect(try await status("user-key") == 200)
+                #expect(try await status("user-key") == 429)
+                #expect(try await status("admin-key") == 200)
+                #expect(try await status("admin-key") == 429)
+                // A wrong key is refused before the limiter: 401, and it spends nobody's token.
+                #expect(try await status("guess") == 401)
             }
         }
     }

@@ -165,15 +165,15 @@ struct MetricsTests {
         try await withSimWorkers(1) { _, urls in
             try await TestGateway.with { gw in
                 _ = try await gw.addHealthyWorkers(urls)
-                #expect(try await gw.complete(fields: #""model": "no-such-model-4711""#).status == 404)
-                #expect(try await gw.get("/no/such/path/4712").status == 404)
-                #expect(try await gw.get("/workers/not-a-uuid-4713").status == 400)
+                #expect(try await gw.complete(fields: #""model": "no-such-model-qzxa""#).status == 404)
+                #expect(try await gw.get("/no/such/path/qzxb").status == 404)
+                #expect(try await gw.get("/workers/not-a-uuid-qzxc").status == 400)
                 let scrape = try await gw.scrape(until: "the 404 for the unknown path recorded") {
                     $0.value("smg_http_requests_total", ["route": "unmatched", "status_code": "404"]) == 1
                 }
                 #expect(scrape.value("smg_http_requests_total", ["route": Self.route, "status_code": "404", "model": "other"]) == 1)
                 #expect(scrape.value("smg_http_requests_total", ["route": "/workers/{worker_id}", "status_code": "400"]) == 1)
-                for raw in ["no-such-model-4711", "4712", "not-a-uuid-4713"] {
+                for raw in ["no-such-model-qzxa", "qzxb", "not-a-uuid-qzxc"] {
                     #expect(!scrape.text.contains(raw), "\(raw) leaked into a label")
                 }
                 let routes = Set(scrape.all("smg_http_requests_total").compactMap { $0.labels["route"] })

@@ -35,7 +35,7 @@ struct WorkerAPIErrorTests {
             (#"{"url": "http://h:1", "health_check_timeout_secs": 0}"#, 400, "INVALID_FIELD"),
             (#"{"url": "http://h:1", "health_check_endpoint": "health"}"#, 400, "INVALID_FIELD"),
             (#"{"url": "http://h:1", "model_id": ""}"#, 400, "INVALID_FIELD"),
-            (#"{"url": ""}"#, 400, "INVALID_URL"),
+            (#"{"url": ""}"#, 400, "MISSING_FIELD"),
             (#"{"url": "not a url"}"#, 400, "INVALID_URL"),
             (#"{"url": "ftp://host:21"}"#, 400, "INVALID_URL"),
             (#"{"url": "http://"}"#, 400, "INVALID_URL"),

@@ -44,8 +44,9 @@ struct WorkerRegistrationTests {
 
     @Test("POST answers 202 with the id before the worker is probed; it is routable only once healthy")
     func acceptedBeforeProbe() async throws {
-        // /health answers 503 for 4 s: long enough that a loaded machine reaches the "not yet" checks below in time.
-        try await withSimWorkers(1, { _, c in c.startupDelay = .seconds(4) }) { _, urls in
+        // /health answers 503 until the "not yet" checks below are done (an event, not a delay).
+        try await withSimWorkers(1) { workers, urls in
+            workers[0].setHealthy(false)
             try await TestGateway.with { gw in
                 let response = try await gw.addWorker(#"{"url": "\#(urls[0])"}"#)
                 #expect(response.status == 202)
@@ -70,7 +71,8 @@ struct WorkerRegistrationTests {
                 #expect(gw.gateway.registry.routableWorkers().isEmpty)
                 #expect(try await gw.get("/readiness").status == 503)
 
-                try await gw.waitUntilHealthy(id)
+                workers[0].setHealthy(true)
+                try await gw.waitUntilHealthy(id, timeout: .seconds(30))
                 let ready = try await gw.worker(id)
                 #expect(ready["model_id"] == .string("sim-model"))
                 #expect(ready["runtime_type"] == .string("sglang"))

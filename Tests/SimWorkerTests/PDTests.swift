@@ -138,14 +138,21 @@ struct PDTests {
         var slow = quickFigures
         // Long enough for the decode to connect and leave before the prefill is computed.
         slow.prefillOverheadMicros = 2_000_000
-        try await withPair(prefillFigures: slow) { prefill, p, decode, d in
+        // The hand-off timeout far beyond the prefill: on a loaded machine the decode's
+        // departure must be what ends the wait, never the clock.
+        try await withPair(prefillFigures: slow, bootstrapTimeout: .seconds(40)) { prefill, p, decode, d in
             let fields = bootstrapFields(prefill, room: 5)
             let body = #"{"text":"x y z","sampling_params":{"max_new_tokens":4},\#(fields)}"#
             async let prefillReply = p.post("/generate", body)
             let request = "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
             try await withRawConnection(port: d.port, write: request) { _ throws in
-                let decodeWaits = try await eventually { prefill.bootstrap?.hasDecode("5") == true }
-                #expect(decodeWaits)
+                // Both legs must be in before the decode leaves: a decode that came and went
+                // before its prefill arrived leaves nothing to cancel (the prefill then waits
+                // for a decode until the timeout, as a real one would).
+                let bothIn = try await eventually(timeout: .seconds(20)) {
+                    prefill.bootstrap?.hasDecode("5") == true && prefill.pdEvents(room: "5").contains { $0.kind == .started }
+                }
+                #expect(bothIn)
             }
             let pr = try await prefillReply
             #expect(pr.status == 500)

@@ -153,6 +153,12 @@ public final class AdmissionPermit: Sendable {
 }
 
 /// A token bucket per key: `rate` tokens a second, up to `burst`.
+///
+/// Keys are principals (an authenticated API key, or a peer address), so there are few;
+/// still, the table is bounded: past `maxKeys` it drops the buckets that have refilled
+/// (the same as absent), then, if that is not enough, the least recently used half (those
+/// clients start again with a full bucket). Each prune at least halves the table, so its
+/// cost is amortised over the inserts that filled it.
 public final class RateLimiter: Sendable {
     private struct Bucket {
         var tokens: Double
@@ -161,12 +167,17 @@ public final class RateLimiter: Sendable {
 
     public let rate: Double
     public let burst: Double
+    public let maxKeys: Int
     private let buckets = Mutex<[String: Bucket]>([:])
 
-    public init(rate: Double, burst: Double? = nil) {
+    public init(rate: Double, burst: Double? = nil, maxKeys: Int = 100_000) {
         self.rate = max(rate, 0.001)
         self.burst = max(burst ?? rate, 1)
+        self.maxKeys = max(maxKeys, 2)
     }
+
+    /// Buckets kept now.
+    public var count: Int { buckets.withLock { $0.count } }
 
     /// Takes a token for `key`; nil when allowed, else how long until one is there.
     public func take(_ key: String, now: ContinuousClock.Instant = .now) -> Duration? {
@@ -174,15 +185,23 @@ public final class RateLimiter: Sendable {
             var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
             bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated).seconds * rate)
             bucket.updated = now
-            defer {
-                buckets[key] = bucket
-                if buckets.count > 100_000 { buckets = buckets.filter { $0.value.tokens < burst } }
-            }
+            let wait: Duration?
             if bucket.tokens >= 1 {
                 bucket.tokens -= 1
-                return nil
+                wait = nil
+            } else {
+                wait = .seconds((1 - bucket.tokens) / rate)
             }
-            return .seconds((1 - bucket.tokens) / rate)
+            buckets[key] = bucket
+            if buckets.count > maxKeys { prune(&buckets, now: now) }
+            return wait
         }
+    }
+
+    private func prune(_ buckets: inout [String: Bucket], now: ContinuousClock.Instant) {
+        buckets = buckets.filter { $0.value.tokens + (now - $0.value.updated).seconds * rate < burst }
+        guard buckets.count > maxKeys / 2 else { return }
+        let newest = buckets.sorted { $0.value.updated > $1.value.updated }.prefix(maxKeys / 2)
+        buckets = Dictionary(uniqueKeysWithValues: newest.map { ($0.key, $0.value) })
     }
 }

@@ -338,7 +338,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, InferenceReceiver {
         if let authorization = headers.first(name: "authorization") { forwarded.add(name: "Authorization", value: authorization) }
         let routingKey = headers.first(name: "x-smg-routing-key").flatMap { $0.isEmpty ? nil : $0 }
         let call = InferenceCall(
-            input: .body(body, route: route), requestID: requestID, routingKey: routingKey, principal: InferenceCall.principal(key: key),
+            input: .body(body, route: route), requestID: requestID, routingKey: routingKey, principal: InferenceCall.principal(authenticatedKey: door.authorizer.apiKey != nil ? key : nil, peerAddress: context.channel.remoteAddress?.ipAddress),
             forwardedHeaders: forwarded)
         let started = serial
         let task = engine.start(call, on: context.eventLoop, route: door.metrics(for: .inference(route)), arrived: arrived, receiver: self)
