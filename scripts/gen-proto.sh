@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v protoc-c >/dev/null 2>&1; then
+    if [ -n "${GEN_PROTO_NO_INSTALL:-}" ]; then
+        echo "gen-proto: protoc-c not found (install protobuf-c-compiler; scripts/ensure-deps.sh does)" >&2
+        exit 1
+    fi
     echo "gen-proto: protoc-c not found; installing protobuf-c-compiler" >&2
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq protobuf-c-compiler >/dev/null

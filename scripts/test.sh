@@ -9,8 +9,20 @@ cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh
 
 echo "== real worker (llama.cpp) for the end-to-end tests"
-eval "$(scripts/real-worker.sh install)"
+# A failed install fails the run: `eval "$(…)"` alone would swallow the failure (and the
+# end-to-end suite, finding no server, would disable itself).
+if ! real_worker=$(scripts/real-worker.sh install); then
+    echo "test.sh: installing llama.cpp's server and the model failed (scripts/real-worker.sh install)" >&2
+    exit 1
+fi
+eval "$real_worker"
+if [ -z "${LLAMA_SERVER_BIN:-}" ] || [ -z "${LLAMA_MODEL:-}" ] || [ ! -x "$LLAMA_SERVER_BIN" ] || [ ! -f "$LLAMA_MODEL" ]; then
+    echo "test.sh: scripts/real-worker.sh install did not yield a llama-server binary and a model" >&2
+    exit 1
+fi
 export LLAMA_SERVER_BIN LLAMA_MODEL
+# The end-to-end suite fails instead of disabling itself when these are missing.
+export MODEL_GATEWAY_REQUIRE_E2E=1
 
 echo "== build"
 swift build --build-tests

@@ -38,7 +38,14 @@ struct FieldReader {
     func string(_ key: String) throws(GatewayError) -> String? {
         guard let value = present(key) else { return nil }
         guard let string = value.stringValue else { throw .invalidField(key, "must be a string, got \(value.typeDescription)") }
+        try Self.refuseNUL(string, in: key)
         return string
+    }
+
+    /// Stored strings never hold a NUL: the binary protocol's strings are C strings, and a
+    /// value one door stores must be servable by the other.
+    static func refuseNUL(_ text: String, in key: String) throws(GatewayError) {
+        if text.utf8.contains(0) { throw .invalidField(key, "must not contain a NUL character") }
     }
 
     func bool(_ key: String) throws(GatewayError) -> Bool? {
@@ -82,8 +89,11 @@ struct FieldReader {
         guard let object = value.objectValue else { throw .invalidField(key, "must be an object of strings, got \(value.typeDescription)") }
         var map: [String: String?] = [:]
         for (k, v) in object {
+            try Self.refuseNUL(k, in: key)
             switch v {
-            case .string(let s): map[k] = .some(s)
+            case .string(let s):
+                try Self.refuseNUL(s, in: key)
+                map[k] = .some(s)
             case .null: map[k] = .some(nil)
             default: throw .invalidField(key, "values must be strings (\"\(k)\" is \(v.typeDescription))")
             }

@@ -68,18 +68,20 @@ public final class Gateway: Sendable {
 
     /// - Throws: `StartupError` when the state file or the TLS settings cannot be loaded.
     public init(configuration: GatewayConfiguration, logger: Logger? = nil) throws {
+        var logger = logger ?? Logger(label: "model-gateway")
+        logger.logLevel = configuration.logLevel
         let store: any WorkerStore
         if let path = configuration.statePath {
             do {
-                store = try SQLiteWorkerStore(path: path)
+                let sqlite = try SQLiteWorkerStore(path: path)
+                if let exposure = sqlite.exposure { logger.warning("\(exposure)") }
+                store = sqlite
             } catch {
                 throw StartupError(description: "cannot open the state file \(path): \(error)")
             }
         } else {
             store = NoWorkerStore()
         }
-        var logger = logger ?? Logger(label: "model-gateway")
-        logger.logLevel = configuration.logLevel
         self.configuration = configuration
         self.logger = logger
         self.registry = WorkerRegistry(wallClock: { Int64(Date().timeIntervalSince1970) }, breaker: configuration.circuitBreaker)

@@ -2,6 +2,12 @@ import GatewayCore
 import GatewayJSON
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The registry's durable store: one SQLite file in WAL mode with
 /// `synchronous=FULL`, so every acknowledged change survives a crash of the
 /// process (and of the machine), and a change is either all there or not at all.
@@ -14,8 +20,13 @@ public final class SQLiteWorkerStore: WorkerStore {
     private let database: Mutex<SQLiteDatabase>
     public let path: String
 
+    /// Set when the file existed with permissions that let other users read it (it holds
+    /// the workers' API keys): the gateway warns; it does not change an operator's file.
+    public let exposure: String?
+
     public init(path: String) throws {
         self.path = path
+        self.exposure = try Self.createPrivately(path)
         let database = try SQLiteDatabase(path: path)
         try database.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
         let version = try database.run("PRAGMA user_version").first?.first
@@ -34,6 +45,25 @@ public final class SQLiteWorkerStore: WorkerStore {
             """
         )
         self.database = Mutex(database)
+    }
+
+    /// A new state file is created 0600 before SQLite opens it; SQLite gives its `-wal`
+    /// and `-shm` files the database file's permissions, so all three are private.
+    /// Returns a warning for an existing file that group or others can read.
+    private static func createPrivately(_ path: String) throws -> String? {
+        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            close(fd)
+            return nil
+        }
+        guard errno == EEXIST else {
+            throw SQLiteError(code: 0, message: "cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        let mode = info.st_mode & 0o777
+        guard mode & 0o077 != 0 else { return nil }
+        return "\(path) is readable by other users (mode \(String(mode, radix: 8))) and holds workers' API keys; chmod 600 it and its -wal and -shm files"
     }
 
     public func loadAll() throws -> [StoredWorker] {

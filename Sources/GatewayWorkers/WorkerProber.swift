@@ -67,7 +67,7 @@ public struct WorkerProber: Sendable {
             let serverInfo = try await getJSON(spec, paths: ["/server_info", "/get_server_info"])
             let modelInfo = try await getJSON(spec, paths: ["/model_info", "/get_model_info"])
             if serverInfo != nil || modelInfo != nil {
-                return Self.sglangResult(serverInfo: serverInfo ?? [:], modelInfo: modelInfo ?? [:])
+                return try Self.sglangResult(serverInfo: serverInfo ?? [:], modelInfo: modelInfo ?? [:])
             }
         }
         if let models = try await getJSON(spec, paths: ["/v1/models"]) {
@@ -84,7 +84,7 @@ public struct WorkerProber: Sendable {
 
     // MARK: Reading worker answers
 
-    static func sglangResult(serverInfo: JSONObject, modelInfo: JSONObject) -> WorkerProbeResult {
+    static func sglangResult(serverInfo: JSONObject, modelInfo: JSONObject) throws(ProbeFailure) -> WorkerProbeResult {
         var metadata: [String: String] = [:]
         for key in ["model_path", "served_model_name", "tp_size", "dp_size", "load_balance_method", "disaggregation_mode", "version"] {
             if let value = serverInfo[key].flatMap(metadataString) { metadata[key] = value }
@@ -99,6 +99,7 @@ public struct WorkerProber: Sendable {
             ?? metadata["served_model_name"]
             ?? metadata["model_path"]
             ?? Worker.unknownModelID
+        guard storable(modelID) else { throw ProbeFailure(message: "the worker reports a model id with a NUL character") }
         return WorkerProbeResult(modelID: modelID, runtimeType: .sglang, metadata: metadata)
     }
 
@@ -106,6 +107,7 @@ public struct WorkerProber: Sendable {
         guard let first = models["data"]?.arrayValue?.first?.objectValue, let id = first["id"]?.stringValue, !id.isEmpty else {
             throw ProbeFailure(message: "GET /v1/models listed no model")
         }
+        guard storable(id) else { throw ProbeFailure(message: "GET /v1/models reports a model id with a NUL character") }
         var metadata: [String: String] = ["served_model_name": id]
         for key in ["owned_by", "max_model_len", "root"] {
             if let value = first[key].flatMap(metadataString) { metadata[key] = value }
@@ -120,10 +122,16 @@ public struct WorkerProber: Sendable {
     }
 
     /// Scalars as their text; arrays and objects as compact JSON; null and "" dropped.
+    /// Whether `text` can be stored and served by every door (the binary protocol's
+    /// strings are C strings: a NUL would cut or break them).
+    static func storable(_ text: String) -> Bool {
+        !text.utf8.contains(0)
+    }
+
     static func metadataString(_ value: JSONValue) -> String? {
         switch value {
         case .null: return nil
-        case .string(let s): return s.isEmpty ? nil : s
+        case .string(let s): return s.isEmpty || !storable(s) ? nil : s
         case .bool(let b): return b ? "true" : "false"
         case .int(let i): return String(i)
         case .double(let d): return String(d)

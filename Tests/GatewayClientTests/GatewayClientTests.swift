@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GatewayWire
 import NIOCore
 import Synchronization
@@ -90,9 +93,20 @@ struct HandshakeTests {
 
     @Test("nothing listening: connectionFailed")
     func nothingListening() async throws {
-        let server = try await FakeServer.start()
-        let port = server.port
-        await server.shutdown()
+        // A socket bound but never listening: connects are refused, and no other test's
+        // listener can take the port meanwhile (a freed port could be reused at once).
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        try #require(bound == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let port = Int(UInt16(bigEndian: address.sin_port))
         do {
             _ = try await GatewayClient.connect(host: "127.0.0.1", port: port)
             Issue.record("connected to a closed port")

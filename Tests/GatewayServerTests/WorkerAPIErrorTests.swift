@@ -35,6 +35,12 @@ struct WorkerAPIErrorTests {
             (#"{"url": "http://h:1", "health_check_timeout_secs": 0}"#, 400, "INVALID_FIELD"),
             (#"{"url": "http://h:1", "health_check_endpoint": "health"}"#, 400, "INVALID_FIELD"),
             (#"{"url": "http://h:1", "model_id": ""}"#, 400, "INVALID_FIELD"),
+            // A NUL is refused in every stored string (the binary door could not serve it).
+            (#"{"url": "http://h:1", "model_id": "a\u0000b"}"#, 400, "INVALID_FIELD"),
+            (#"{"url": "http://h:1", "labels": {"zone": "a\u0000"}}"#, 400, "INVALID_FIELD"),
+            (#"{"url": "http://h:1", "labels": {"z\u0000": "a"}}"#, 400, "INVALID_FIELD"),
+            (#"{"url": "http://h:1", "api_key": "k\u0000"}"#, 400, "INVALID_FIELD"),
+            (#"{"url": "http://h\u0000:1"}"#, 400, "INVALID_FIELD"),
             (#"{"url": ""}"#, 400, "MISSING_FIELD"),
             (#"{"url": "not a url"}"#, 400, "INVALID_URL"),
             (#"{"url": "ftp://host:21"}"#, 400, "INVALID_URL"),

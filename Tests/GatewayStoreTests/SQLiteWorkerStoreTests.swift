@@ -19,6 +19,34 @@ struct SQLiteWorkerStoreTests {
         )
     }
 
+    static func mode(_ path: String) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
+    }
+
+    @Test("The state file and its -wal and -shm files are created 0600: they hold workers' API keys")
+    func privateFiles() throws {
+        let path = temporaryPath()
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let store = try SQLiteWorkerStore(path: path)
+        #expect(store.exposure == nil)
+        try store.upsert(StoredWorker(id: .random(), spec: try fullSpec("http://10.0.0.9:8000"), sequence: 1))
+        for suffix in ["", "-wal", "-shm"] {
+            #expect(FileManager.default.fileExists(atPath: path + suffix), "no \(path + suffix)")
+            let mode = try Self.mode(path + suffix)
+            #expect(mode == 0o600, "\(suffix.isEmpty ? "the file" : suffix): \(String(mode, radix: 8))")
+        }
+    }
+
+    @Test("An existing state file readable by others is reported, not changed")
+    func exposedFileReported() throws {
+        let path = temporaryPath()
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        #expect(FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644]))
+        let store = try SQLiteWorkerStore(path: path)
+        #expect(store.exposure?.contains("chmod 600") == true)
+        #expect(try Self.mode(path) == 0o644)
+    }
+
     @Test("Every setting survives a close and reopen")
     func roundTrip() throws {
         let path = temporaryPath()
