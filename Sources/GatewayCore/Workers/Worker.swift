@@ -38,8 +38,9 @@ public struct HealthCheckConfig: Sendable, Equatable {
         self.disabled = disabled
     }
 
-    public var thresholds: HealthStateMachine.Thresholds {
-        .init(failure: failureThreshold, success: successThreshold)
+    /// What the worker's health state machine needs of these settings.
+    public var checkPolicy: WorkerHealth.CheckPolicy {
+        .init(failureThreshold: failureThreshold, successThreshold: successThreshold, checksDisabled: disabled)
     }
 }
 
@@ -201,12 +202,12 @@ public struct Worker: Sendable, Equatable {
     /// Nil until detected (or given at registration).
     public var runtimeType: RuntimeType?
     public var metadata: [String: String]
-    public var isHealthy: Bool
     /// The tracked job, while there is one.
     public var job: JobStatus?
     /// Registration order; the list is sorted by it.
     public let sequence: UInt64
-    /// Live load and circuit breaker.
+    /// Live load and health (active checks and circuit breaker): read live, not
+    /// as of this snapshot.
     public let handle: WorkerHandle
 
     /// In-flight requests now.
@@ -214,8 +215,20 @@ public struct Worker: Sendable, Equatable {
 
     public var url: WorkerURL { spec.url }
 
-    /// Whether routing may send this worker traffic.
-    public var isRoutable: Bool { phase == .ready && isHealthy }
+    /// WorkerInfo's `is_healthy`: whether the worker takes a new request now. Ready
+    /// (registered, active checks passing) **and** its circuit breaker not open: a
+    /// worker whose breaker is open is never shown healthy, since routing skips it.
+    /// A half-open breaker takes trial requests, so it counts as healthy.
+    public var isHealthy: Bool { isHealthy(at: .now) }
+
+    public func isHealthy(at now: ContinuousClock.Instant) -> Bool {
+        guard phase == .ready else { return false }
+        let health = handle.healthNow
+        return health.checksPass && health.breakerLetsThrough(at: now)
+    }
+
+    /// Whether routing may send this worker traffic now (the same as ``isHealthy``).
+    public var isRoutable: Bool { isHealthy }
 
     public static let unknownModelID = "unknown"
 }

@@ -32,7 +32,6 @@ public final class WorkerRegistry: Sendable {
 
     private struct Entry {
         var worker: Worker
-        var health: HealthStateMachine
     }
 
     private struct State {
@@ -66,7 +65,8 @@ public final class WorkerRegistry: Sendable {
             for id in order {
                 guard let worker = entries[id]?.worker, worker.phase == .ready else { continue }
                 known.insert(worker.modelID)
-                guard worker.isHealthy else { continue }
+                // The breaker is asked per request; the snapshot follows the checks only.
+                guard worker.handle.checksPass else { continue }
                 byModel[worker.modelID, default: []].append(
                     RouteCandidate(
                         handle: worker.handle, url: worker.url, modelID: worker.modelID, priority: worker.spec.priority,
@@ -121,13 +121,12 @@ public final class WorkerRegistry: Sendable {
                 modelID: spec.modelID ?? Worker.unknownModelID,
                 runtimeType: spec.runtimeType,
                 metadata: [:],
-                isHealthy: false,
                 job: Self.addJob(spec, .pending, "registration queued", now),
                 sequence: state.nextSequence,
                 handle: WorkerHandle(id: id, breaker: breakerConfiguration)
             )
             state.nextSequence += 1
-            state.entries[id] = Entry(worker: worker, health: HealthStateMachine(healthy: false))
+            state.entries[id] = Entry(worker: worker)
             state.idByURL[spec.url] = id
             state.order.append(id)
             return .created(worker)
@@ -149,12 +148,11 @@ public final class WorkerRegistry: Sendable {
                 modelID: stored.spec.modelID ?? Worker.unknownModelID,
                 runtimeType: stored.spec.runtimeType,
                 metadata: [:],
-                isHealthy: false,
                 job: Self.addJob(stored.spec, .pending, "restored from the state file; probing again", now),
                 sequence: stored.sequence,
                 handle: WorkerHandle(id: stored.id, breaker: breakerConfiguration)
             )
-            state.entries[stored.id] = Entry(worker: worker, health: HealthStateMachine(healthy: false))
+            state.entries[stored.id] = Entry(worker: worker)
             state.idByURL[stored.spec.url] = stored.id
             // Keep registration order: insert by sequence.
             let index = state.order.firstIndex { (state.entries[$0]?.worker.sequence ?? 0) > stored.sequence } ?? state.order.count
@@ -187,9 +185,8 @@ public final class WorkerRegistry: Sendable {
             entry.worker.modelID = entry.worker.spec.modelID ?? probe.modelID
             entry.worker.runtimeType = entry.worker.spec.runtimeType ?? probe.runtimeType
             entry.worker.metadata = probe.metadata
-            entry.worker.isHealthy = true
             entry.worker.job = nil
-            entry.health.reset(healthy: true)
+            entry.worker.handle.resetHealth(passing: true)
             state.entries[id] = entry
             state.publish()
             return entry.worker
@@ -203,7 +200,6 @@ public final class WorkerRegistry: Sendable {
         return state.withLock { state in
             guard var entry = state.entries[id], entry.worker.phase == .registering else { return false }
             entry.worker.phase = .failed
-            entry.worker.isHealthy = false
             entry.worker.job = Self.addJob(entry.worker.spec, .failed, message, now)
             state.entries[id] = entry
             return true
@@ -221,10 +217,9 @@ public final class WorkerRegistry: Sendable {
         state.withLock { state in
             guard var entry = state.entries[id] else { return nil }
             entry.worker.spec = update.applied(to: entry.worker.spec)
-            if entry.worker.spec.healthCheck.disabled, entry.worker.phase == .ready, !entry.worker.isHealthy {
+            if entry.worker.spec.healthCheck.disabled, entry.worker.phase == .ready, !entry.worker.handle.checksPass {
                 // Without checks nothing could ever mark it healthy again.
-                entry.worker.isHealthy = true
-                entry.health.reset(healthy: true)
+                entry.worker.handle.setChecks(passing: true)
             }
             state.entries[id] = entry
             if entry.worker.phase == .ready { state.publish() }
@@ -245,31 +240,28 @@ public final class WorkerRegistry: Sendable {
 
     // MARK: Health
 
-    /// Feeds one active health-probe result. Returns the transition, if any.
+    /// Feeds one active health-probe result to the worker's ``WorkerHealth``. Returns
+    /// what changed (a passing probe also half-opens an open breaker).
     @discardableResult
-    public func recordProbe(_ id: WorkerID, succeeded: Bool) -> HealthStateMachine.Transition? {
+    public func recordProbe(_ id: WorkerID, succeeded: Bool) -> WorkerHealth.Change {
         state.withLock { state in
-            guard var entry = state.entries[id], entry.worker.phase == .ready else { return nil }
-            let thresholds = entry.worker.spec.healthCheck.thresholds
-            let transition = succeeded ? entry.health.probeSucceeded(thresholds) : entry.health.probeFailed(thresholds)
-            entry.worker.isHealthy = entry.health.isHealthy
-            state.entries[id] = entry
-            if transition != nil { state.publish() }
-            return transition
+            guard let worker = state.entries[id]?.worker, worker.phase == .ready else { return .none }
+            let change = worker.handle.recordProbe(succeeded: succeeded, worker.spec.healthCheck.checkPolicy)
+            if change.checks != nil { state.publish() }
+            return change
         }
     }
 
-    /// A request found nothing listening at the worker: unhealthy at once.
+    /// A request or probe found nothing listening at the worker: its checks fail at
+    /// once (ignored when its checks are disabled: nothing would ever pass them again;
+    /// the breaker handles that worker). Returns the check transition, if any.
     @discardableResult
-    public func recordConnectionRefused(_ id: WorkerID) -> HealthStateMachine.Transition? {
+    public func recordConnectionRefused(_ id: WorkerID) -> WorkerHealth.CheckTransition? {
         state.withLock { state in
-            // Without active checks nothing would ever mark it healthy again: the breaker handles it.
-            guard var entry = state.entries[id], entry.worker.phase == .ready, !entry.worker.spec.healthCheck.disabled else { return nil }
-            let transition = entry.health.connectionRefused()
-            entry.worker.isHealthy = entry.health.isHealthy
-            state.entries[id] = entry
-            if transition != nil { state.publish() }
-            return transition
+            guard let worker = state.entries[id]?.worker, worker.phase == .ready else { return nil }
+            let change = worker.handle.recordRefused(worker.spec.healthCheck.checkPolicy)
+            if change.checks != nil { state.publish() }
+            return change.checks
         }
     }
 
