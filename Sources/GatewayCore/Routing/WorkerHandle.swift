@@ -20,6 +20,8 @@ public final class WorkerHandle: Sendable, Equatable {
     private let openedCount = Atomic<Int>(0)
     private let halfOpenedCount = Atomic<Int>(0)
     private let closedCount = Atomic<Int>(0)
+    /// Who waits for the load to reach 0, and the cut signal (drain).
+    private let signals = WorkerHandleSignals()
 
     /// - Parameter passing: whether the worker's checks pass from the start (a new
     ///   worker's do not until its registration probe succeeds).
@@ -42,7 +44,43 @@ public final class WorkerHandle: Sendable, Equatable {
     }
 
     public func endRequest() {
-        inFlight.subtract(1, ordering: .relaxed)
+        // Sequentially consistent against the drain's "register, then read the load".
+        if inFlight.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
+            signals.loadReachedZero()
+        }
+    }
+
+    // MARK: Drain
+
+    /// Returns once no request runs on the worker (at once when none does), or when
+    /// the calling task is cancelled. Used by the drain job.
+    public func waitUntilIdle() async {
+        await signals.waitUntilIdle { [self] in self.inFlight.load(ordering: .sequentiallyConsistent) }
+    }
+
+    /// Why the requests running on this worker must end now; nil until the drain
+    /// timeout cuts them. A request path that relays a long answer checks it, or
+    /// observes it with ``onCut(_:)``.
+    public var cut: WorkerCut? { signals.cut }
+
+    /// Runs `action` once when the worker's running requests must end now (at once
+    /// if that already happened). The request path registers when it starts relaying
+    /// an answer and cancels the observation (or releases it) when the answer ends:
+    ///
+    /// ```swift
+    /// let observation = candidate.handle.onCut { cut in relay.fail(code: cut.code, message: cut.message) }
+    /// defer { observation.cancel() }
+    /// ```
+    ///
+    /// `action` runs on the drain job's task; it should only signal (cancel a task,
+    /// finish a stream), not do the work.
+    public func onCut(_ action: @escaping @Sendable (WorkerCut) -> Void) -> WorkerCutObservation {
+        WorkerCutObservation(signals: signals, token: signals.observeCut(action))
+    }
+
+    /// Tells every request running on the worker to end now (the drain job, at its deadline).
+    public func cutRequests(_ reason: WorkerCut) {
+        signals.cutRequests(reason)
     }
 
     // MARK: Health

@@ -186,10 +186,27 @@ public struct WorkerProbeResult: Sendable, Equatable {
 public enum WorkerPhase: Sendable, Equatable {
     /// Accepted; the add job has not finished. Not routable.
     case registering
-    /// Probed and registered; routable while healthy.
+    /// Probed and registered; routable while its checks pass.
     case ready
     /// The add job gave up; kept so the operator can see why, until removed or re-added.
     case failed
+    /// Deleted: out of routing, kept until its in-flight requests have ended (or the
+    /// drain timeout cut them). Its URL is free again meanwhile.
+    case draining
+}
+
+/// A worker's `status` in WorkerInfo (smg 1.x's names). Only `ready` takes new traffic.
+public enum WorkerStatus: String, Sendable, CaseIterable {
+    /// The add job runs (or the worker was restored and is being probed again).
+    case pending
+    /// Registered and its active checks pass.
+    case ready
+    /// Registered, but its active checks fail (or a request found nothing listening).
+    case notReady = "not_ready"
+    /// The add job gave up (`job_status` says why). Posting its URL again retries it.
+    case failed
+    /// Deleted; waiting for its in-flight requests to end before it is removed.
+    case draining
 }
 
 /// A consistent snapshot of one registered worker, as the API shows it.
@@ -229,6 +246,16 @@ public struct Worker: Sendable, Equatable {
 
     /// Whether routing may send this worker traffic now (the same as ``isHealthy``).
     public var isRoutable: Bool { isHealthy }
+
+    /// Where the worker is in its life and what its active checks say (live).
+    public var status: WorkerStatus {
+        switch phase {
+        case .registering: .pending
+        case .failed: .failed
+        case .draining: .draining
+        case .ready: handle.checksPass ? .ready : .notReady
+        }
+    }
 
     public static let unknownModelID = "unknown"
 }

@@ -32,6 +32,8 @@ public final class WorkerRegistry: Sendable {
 
     private struct Entry {
         var worker: Worker
+        /// Since when it is `not_ready` or `failed` (for `--remove-unhealthy-workers`).
+        var unhealthySince: ContinuousClock.Instant?
     }
 
     private struct State {
@@ -81,15 +83,24 @@ public final class WorkerRegistry: Sendable {
 
     private let state = Mutex(State())
     private let wallClock: @Sendable () -> Int64
+    private let monotonicClock: @Sendable () -> ContinuousClock.Instant
     private let breakerConfiguration: CircuitBreaker.Configuration
 
     /// - Parameters:
     ///   - wallClock: seconds since the Unix epoch, for job timestamps.
     ///   - breaker: the circuit-breaker settings of every worker.
-    public init(wallClock: @escaping @Sendable () -> Int64, breaker: CircuitBreaker.Configuration = .init()) {
+    ///   - monotonicClock: the time a worker became unhealthy is taken from it (tests inject one).
+    public init(
+        wallClock: @escaping @Sendable () -> Int64, breaker: CircuitBreaker.Configuration = .init(),
+        monotonicClock: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
+    ) {
         self.wallClock = wallClock
         self.breakerConfiguration = breaker
+        self.monotonicClock = monotonicClock
     }
+
+    /// Seconds since the Unix epoch on the registry's wall clock (the one of its job timestamps).
+    public var wallClockNow: Int64 { wallClock() }
 
     /// The current routing view, rebuilt here (under the lock) when a change left it stale.
     public var routingSnapshot: RoutingSnapshot {
@@ -109,6 +120,7 @@ public final class WorkerRegistry: Sendable {
                 entry.worker.modelID = spec.modelID ?? Worker.unknownModelID
                 entry.worker.runtimeType = spec.runtimeType
                 entry.worker.job = Self.addJob(spec, .pending, "registration queued (retrying a failed add)", now)
+                entry.unhealthySince = nil
                 state.entries[id] = entry
                 return .retried(entry.worker)
             }
@@ -186,6 +198,7 @@ public final class WorkerRegistry: Sendable {
             entry.worker.runtimeType = entry.worker.spec.runtimeType ?? probe.runtimeType
             entry.worker.metadata = probe.metadata
             entry.worker.job = nil
+            entry.unhealthySince = nil
             entry.worker.handle.resetHealth(passing: true)
             state.entries[id] = entry
             state.publish()
@@ -197,9 +210,11 @@ public final class WorkerRegistry: Sendable {
     @discardableResult
     public func failRegistration(_ id: WorkerID, message: String) -> Bool {
         let now = wallClock()
+        let instant = monotonicClock()
         return state.withLock { state in
             guard var entry = state.entries[id], entry.worker.phase == .registering else { return false }
             entry.worker.phase = .failed
+            entry.unhealthySince = instant
             entry.worker.job = Self.addJob(entry.worker.spec, .failed, message, now)
             state.entries[id] = entry
             return true
@@ -220,6 +235,7 @@ public final class WorkerRegistry: Sendable {
             if entry.worker.spec.healthCheck.disabled, entry.worker.phase == .ready, !entry.worker.handle.checksPass {
                 // Without checks nothing could ever mark it healthy again.
                 entry.worker.handle.setChecks(passing: true)
+                entry.unhealthySince = nil
             }
             state.entries[id] = entry
             if entry.worker.phase == .ready { state.publish() }
@@ -229,12 +245,117 @@ public final class WorkerRegistry: Sendable {
 
     /// Removes a worker at once (it leaves routing immediately). Returns what was removed.
     public func remove(_ id: WorkerID) -> Worker? {
-        state.withLock { state in
-            guard let entry = state.entries.removeValue(forKey: id) else { return nil }
-            state.idByURL.removeValue(forKey: entry.worker.spec.url)
-            if let index = state.order.firstIndex(of: id) { state.order.remove(at: index) }
-            if entry.worker.phase == .ready { state.publish() }
+        state.withLock { state in Self.remove(id, from: &state) }
+    }
+
+    private static func remove(_ id: WorkerID, from state: inout State) -> Worker? {
+        guard let entry = state.entries.removeValue(forKey: id) else { return nil }
+        // A draining worker gave its URL up already (it may belong to a new worker now).
+        if state.idByURL[entry.worker.spec.url] == id { state.idByURL.removeValue(forKey: entry.worker.spec.url) }
+        if let index = state.order.firstIndex(of: id) { state.order.remove(at: index) }
+        if entry.worker.phase == .ready { state.publish() }
+        return entry.worker
+    }
+
+    // MARK: Draining
+
+    /// What `delete` did.
+    public enum Deletion: Sendable, Equatable {
+        /// Gone at once: it was pending (its add job must be cancelled) or failed, or `force` was given.
+        case removed(Worker)
+        /// Out of routing, draining: its drain job must be started.
+        case draining(Worker)
+        /// It was draining already (nothing new to start).
+        case alreadyDraining(Worker)
+
+        public var worker: Worker {
+            switch self {
+            case .removed(let w), .draining(let w), .alreadyDraining(let w): w
+            }
+        }
+    }
+
+    /// `DELETE /workers/{id}`: a ready worker starts draining (unless `force`); any
+    /// other is removed at once. Nil when unknown.
+    public func delete(_ id: WorkerID, force: Bool, drainDeadline: Int64) -> Deletion? {
+        let worker: Worker? = state.withLock { state in state.entries[id]?.worker }
+        guard let worker else { return nil }
+        switch worker.phase {
+        case .draining:
+            if force { return remove(id).map(Deletion.removed) }
+            return .alreadyDraining(worker)
+        case .ready where !force:
+            // Lost a race with a removal or a change of phase: decide again.
+            guard let draining = beginDrain(id, deadline: drainDeadline) else { return delete(id, force: force, drainDeadline: drainDeadline) }
+            return .draining(draining)
+        default:
+            return remove(id).map(Deletion.removed)
+        }
+    }
+
+    /// Takes a ready worker out of routing at once and marks it draining; its URL is
+    /// free from now on (posting it again registers a new worker). Nil when the worker
+    /// is unknown or not ready (a pending or failed worker has nothing to drain: remove it).
+    ///
+    /// - Parameter deadline: seconds since the Unix epoch when its requests will be cut (for `job_status`).
+    public func beginDrain(_ id: WorkerID, deadline: Int64) -> Worker? {
+        let now = wallClock()
+        return state.withLock { state in
+            guard var entry = state.entries[id], entry.worker.phase == .ready else { return nil }
+            entry.worker.phase = .draining
+            entry.worker.job = JobStatus(
+                jobType: .removeWorker, workerURL: entry.worker.url.description, state: .draining,
+                message: "out of routing; removed once its in-flight requests end, or at \(Self.isoTime(deadline)) (--drain-timeout-secs) when they are cut",
+                timestamp: now
+            )
+            state.entries[id] = entry
+            if state.idByURL[entry.worker.spec.url] == id { state.idByURL.removeValue(forKey: entry.worker.spec.url) }
+            state.publish()
             return entry.worker
+        }
+    }
+
+    /// The drain ended: removes the worker if it is still draining. Nil otherwise
+    /// (removed meanwhile with `force`).
+    @discardableResult
+    public func finishDrain(_ id: WorkerID) -> Worker? {
+        state.withLock { state in
+            guard state.entries[id]?.worker.phase == .draining else { return nil }
+            return Self.remove(id, from: &state)
+        }
+    }
+
+    /// `2026-12-03T12:00:00Z` for seconds since the Unix epoch (no Foundation in Core).
+    static func isoTime(_ seconds: Int64) -> String {
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let second = seconds - days * 86_400
+        // Civil from days (Howard Hinnant's algorithm).
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(year)-\(two(month))-\(two(day))T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60))Z"
+    }
+
+    // MARK: Unhealthy workers
+
+    /// Workers that have been `not_ready` or `failed` for at least `limit(worker)`, in
+    /// registration order (`--remove-unhealthy-workers` removes them).
+    public func unhealthyWorkers(for limit: (Worker) -> Duration) -> [Worker] {
+        let now = monotonicClock()
+        return state.withLock { state in
+            state.order.compactMap { id in
+                guard let entry = state.entries[id], let since = entry.unhealthySince else { return nil }
+                let status = entry.worker.status
+                guard status == .notReady || status == .failed, now - since >= limit(entry.worker) else { return nil }
+                return entry.worker
+            }
         }
     }
 
@@ -244,12 +365,23 @@ public final class WorkerRegistry: Sendable {
     /// what changed (a passing probe also half-opens an open breaker).
     @discardableResult
     public func recordProbe(_ id: WorkerID, succeeded: Bool) -> WorkerHealth.Change {
-        state.withLock { state in
+        let now = monotonicClock()
+        return state.withLock { state in
             guard let worker = state.entries[id]?.worker, worker.phase == .ready else { return .none }
             let change = worker.handle.recordProbe(succeeded: succeeded, worker.spec.healthCheck.checkPolicy)
-            if change.checks != nil { state.publish() }
+            Self.noteChecks(change.checks, of: id, at: now, in: &state)
             return change
         }
+    }
+
+    /// Republishes routing and keeps the time the worker became unhealthy.
+    private static func noteChecks(_ transition: WorkerHealth.CheckTransition?, of id: WorkerID, at now: ContinuousClock.Instant, in state: inout State) {
+        switch transition {
+        case nil: return
+        case .becameUnhealthy: state.entries[id]?.unhealthySince = now
+        case .becameHealthy: state.entries[id]?.unhealthySince = nil
+        }
+        state.publish()
     }
 
     /// A request or probe found nothing listening at the worker: its checks fail at
@@ -257,10 +389,11 @@ public final class WorkerRegistry: Sendable {
     /// the breaker handles that worker). Returns the check transition, if any.
     @discardableResult
     public func recordConnectionRefused(_ id: WorkerID) -> WorkerHealth.CheckTransition? {
-        state.withLock { state in
+        let now = monotonicClock()
+        return state.withLock { state in
             guard let worker = state.entries[id]?.worker, worker.phase == .ready else { return nil }
             let change = worker.handle.recordRefused(worker.spec.healthCheck.checkPolicy)
-            if change.checks != nil { state.publish() }
+            Self.noteChecks(change.checks, of: id, at: now, in: &state)
             return change.checks
         }
     }
