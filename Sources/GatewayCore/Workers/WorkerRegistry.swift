@@ -34,6 +34,8 @@ public final class WorkerRegistry: Sendable {
         var worker: Worker
         /// Since when it is `not_ready` or `failed` (for `--remove-unhealthy-workers`).
         var unhealthySince: ContinuousClock.Instant?
+        /// When this registry added it (the store reconciler's ghost rule).
+        var addedAt: ContinuousClock.Instant = .now
     }
 
     private struct State {
@@ -138,7 +140,7 @@ public final class WorkerRegistry: Sendable {
                 handle: WorkerHandle(id: id, breaker: breakerConfiguration)
             )
             state.nextSequence += 1
-            state.entries[id] = Entry(worker: worker)
+            state.entries[id] = Entry(worker: worker, addedAt: monotonicClock())
             state.idByURL[spec.url] = id
             state.order.append(id)
             return .created(worker)
@@ -164,7 +166,7 @@ public final class WorkerRegistry: Sendable {
                 sequence: stored.sequence,
                 handle: WorkerHandle(id: stored.id, breaker: breakerConfiguration)
             )
-            state.entries[stored.id] = Entry(worker: worker)
+            state.entries[stored.id] = Entry(worker: worker, addedAt: monotonicClock())
             state.idByURL[stored.spec.url] = stored.id
             // Keep registration order: insert by sequence.
             let index = state.order.firstIndex { (state.entries[$0]?.worker.sequence ?? 0) > stored.sequence } ?? state.order.count
@@ -341,6 +343,18 @@ public final class WorkerRegistry: Sendable {
         let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
         func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
         return "\(year)-\(two(month))-\(two(day))T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60))Z"
+    }
+
+    // MARK: Shared store
+
+    /// Every worker as the store reconciler compares it with the store's rows.
+    public func reconcileView() -> [StoreReconciler.Local] {
+        state.withLock { state in
+            state.order.compactMap { id in
+                guard let entry = state.entries[id] else { return nil }
+                return StoreReconciler.Local(id: id, spec: entry.worker.spec, phase: entry.worker.phase, addedAt: entry.addedAt)
+            }
+        }
     }
 
     // MARK: Unhealthy workers
