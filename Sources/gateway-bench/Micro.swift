@@ -195,6 +195,24 @@ func runMicroCommand(runs: Int, targetRunMillis: Int, only: String?) throws {
         runner.measure("worker_handle_record_success") { n in
             for _ in 0..<n { blackHole(handle.recordSuccess()) }
         }
+        // What every attempt pays for its load and for watching the drain's cut signal.
+        runner.measure("worker_handle_begin_end_request") { n in
+            for _ in 0..<n {
+                handle.beginRequest()
+                handle.endRequest()
+            }
+        }
+        runner.measure("worker_handle_cut_watch") { n in
+            for _ in 0..<n { handle.onCut { _ in }.cancel() }
+        }
+        for threads in [2, 4] {
+            runner.measure("worker_handle_cut_watch/\(threads)_threads_contended") { n in
+                let per = max(1, n / threads)
+                DispatchQueue.concurrentPerform(iterations: threads) { _ in
+                    for _ in 0..<per { handle.onCut { _ in }.cancel() }
+                }
+            }
+        }
         for threads in [2, 4] {
             runner.measure("worker_handle_breaker_allows_and_success/\(threads)_threads_contended") { n in
                 let per = max(1, n / threads)
