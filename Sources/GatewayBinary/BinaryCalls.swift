@@ -14,37 +14,9 @@ struct BinaryCalls: Sendable {
 
     func answer(_ body: Wire.Envelope.Body) async throws(GatewayError) -> Wire.Envelope.Body {
         switch body {
-        case .addWorker(let request):
-            let accepted = try await workers.add(try AddWorkerInput(request))
-            return .addWorkerReply(
-                Wire.AddWorkerReply(
-                    status: "accepted", workerID: accepted.worker.id.description, url: accepted.worker.url.description,
-                    location: accepted.location, message: accepted.message
-                )
-            )
-        case .listWorkers:
-            let list = workers.list()
-            let now = ContinuousClock.now
-            var stats = Wire.WorkerStats()
-            for worker in list {
-                switch worker.spec.workerType {
-                case .regular: stats.regularCount += 1
-                case .prefill: stats.prefillCount += 1
-                case .decode: stats.decodeCount += 1
-                }
-            }
-            return .listWorkersReply(Wire.ListWorkersReply(workers: list.map { Wire.WorkerInfo($0, now: now) }, total: UInt32(list.count), stats: stats))
-        case .getWorker(let request):
-            guard !request.workerID.isEmpty else { throw GatewayError.missingField("worker_id") }
-            return .getWorkerReply(Wire.GetWorkerReply(worker: Wire.WorkerInfo(try workers.get(request.workerID))))
-        case .updateWorker(let request):
-            guard !request.workerID.isEmpty else { throw GatewayError.missingField("worker_id") }
-            let accepted = try await workers.update(request.workerID, try UpdateWorkerInput(request))
-            return .updateWorkerReply(Wire.AcceptedReply(status: "accepted", workerID: accepted.worker.id.description, message: accepted.message))
-        case .removeWorker(let request):
-            guard !request.workerID.isEmpty else { throw GatewayError.missingField("worker_id") }
-            let accepted = try await workers.remove(request.workerID)
-            return .removeWorkerReply(Wire.AcceptedReply(status: "accepted", workerID: accepted.worker.id.description, message: accepted.message))
+        case .addWorker, .listWorkers, .getWorker, .updateWorker, .removeWorker:
+            // The worker API's binary twin: BinaryWorkerCalls.swift.
+            return try await BinaryWorkerCalls(workers: workers).answer(body)
         case .listModels:
             let models = workers.modelCounts().map {
                 Wire.ModelInfo(id: $0.model, workerCount: UInt32($0.total), healthyWorkerCount: UInt32($0.healthy))

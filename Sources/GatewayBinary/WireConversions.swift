@@ -21,13 +21,13 @@ extension Wire.WorkerInfo {
             priority: worker.spec.priority,
             cost: worker.spec.cost,
             workerType: Wire.WorkerType(worker.spec.workerType),
-            isHealthy: worker.isHealthy,
+            isHealthy: worker.isHealthy(at: now),
             load: UInt64(max(worker.load, 0)),
             connectionMode: "HTTP",
             runtimeType: worker.runtimeType.map(Wire.RuntimeType.init) ?? .unspecified,
             bootstrapPort: worker.spec.bootstrapPort.map(UInt32.init),
             metadata: worker.metadata,
-            jobStatus: worker.job.map(Wire.JobStatus.init),
+            jobStatus: worker.job.map { Wire.JobStatus($0, inFlight: $0.state == .draining ? worker.load : 0) },
             labels: worker.spec.labels,
             healthCheck: Wire.HealthCheckSettings(
                 timeoutSecs: UInt32(clamping: Int(worker.spec.healthCheck.timeout.seconds.rounded())),
@@ -39,7 +39,8 @@ extension Wire.WorkerInfo {
             ),
             hasAPIKey: worker.spec.apiKey != nil,
             circuitBreaker: worker.handle.breakerState(at: now).rawValue,
-            maxLoad: worker.spec.maxLoad.map { UInt32(clamping: $0) }
+            maxLoad: worker.spec.maxLoad.map { UInt32(clamping: $0) },
+            status: Wire.WorkerStatus(worker.status)
         )
     }
 }
@@ -83,8 +84,46 @@ extension Wire.RuntimeType {
     }
 }
 
+extension Wire.WorkerStatus {
+    init(_ status: WorkerStatus) {
+        switch status {
+        case .pending: self = .pending
+        case .ready: self = .ready
+        case .notReady: self = .notReady
+        case .failed: self = .failed
+        case .draining: self = .draining
+        }
+    }
+
+    /// Nil for "unspecified" (no filter); throws for a value this build does not know.
+    func core(field: String) throws(GatewayError) -> WorkerStatus? {
+        switch self {
+        case .unspecified: nil
+        case .pending: .pending
+        case .ready: .ready
+        case .notReady: .notReady
+        case .failed: .failed
+        case .draining: .draining
+        case .unrecognized(let value): throw .invalidFilter(field, "has an unknown value \(value)")
+        }
+    }
+}
+
+extension Wire.ListWorkersRequest {
+    /// The same filter as `GET /workers?model=&status=&worker_type=`.
+    func filter() throws(GatewayError) -> WorkerFilter {
+        let type: WorkerType?
+        do {
+            type = try workerType.core()
+        } catch {
+            throw .invalidFilter("worker_type", "has an unknown value \(workerType.rawValue)")
+        }
+        return WorkerFilter(model: model.isEmpty ? nil : model, status: try status.core(field: "status"), workerType: type)
+    }
+}
+
 extension Wire.JobStatus {
-    init(_ job: JobStatus) {
+    init(_ job: JobStatus, inFlight: Int = 0) {
         let type: Wire.JobType
         switch job.jobType {
         case .addWorker: type = .addWorker
@@ -96,8 +135,9 @@ extension Wire.JobStatus {
         case .pending: state = .pending
         case .processing: state = .processing
         case .failed: state = .failed
+        case .draining: state = .draining
         }
-        self.init(jobType: type, workerURL: job.workerURL, status: state, message: job.message, timestamp: job.timestamp)
+        self.init(jobType: type, workerURL: job.workerURL, status: state, message: job.message, timestamp: job.timestamp, inFlight: UInt64(max(inFlight, 0)))
     }
 }
 

@@ -96,9 +96,10 @@ public final class GatewayClient: Sendable {
         return reply
     }
 
-    /// All workers with their totals (`GET /workers`).
-    public func listWorkers() async throws -> Wire.ListWorkersReply {
-        let body = try await connection.call(.listWorkers)
+    /// The workers `filter` matches (all by default), with their totals
+    /// (`GET /workers?model=&status=&worker_type=`).
+    public func listWorkers(_ filter: Wire.ListWorkersRequest = .init()) async throws -> Wire.ListWorkersReply {
+        let body = try await connection.call(.listWorkers(filter))
         guard case .listWorkersReply(let reply) = body else { throw Self.unexpected(body, "ListWorkersReply") }
         return reply
     }
@@ -111,16 +112,18 @@ public final class GatewayClient: Sendable {
         return worker
     }
 
-    /// Changes a worker's priority, cost, labels, API key or health checks (`PUT /workers/{id}`).
+    /// Changes a worker's priority, cost, labels, API key or health checks (a partial
+    /// update: `PATCH` or `PUT /workers/{id}`).
     public func updateWorker(_ request: Wire.UpdateWorkerRequest) async throws -> Wire.AcceptedReply {
         let body = try await connection.call(.updateWorker(request))
         guard case .updateWorkerReply(let reply) = body else { throw Self.unexpected(body, "UpdateWorkerReply") }
         return reply
     }
 
-    /// Removes a worker (`DELETE /workers/{id}`).
-    public func removeWorker(id: String) async throws -> Wire.AcceptedReply {
-        let body = try await connection.call(.removeWorker(.init(workerID: id)))
+    /// Removes a worker (`DELETE /workers/{id}`): it drains (leaves routing now, removed
+    /// once its requests end), or with `force` goes at once.
+    public func removeWorker(id: String, force: Bool = false) async throws -> Wire.AcceptedReply {
+        let body = try await connection.call(.removeWorker(.init(workerID: id, force: force)))
         guard case .removeWorkerReply(let reply) = body else { throw Self.unexpected(body, "RemoveWorkerReply") }
         return reply
     }

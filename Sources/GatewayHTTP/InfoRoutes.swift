@@ -69,6 +69,8 @@ struct InfoRoutes: Sendable {
                 json.field("worker_id", worker.id.description)
                 json.field("model_id", worker.modelID)
                 json.field("load", worker.load)
+                // A draining worker is listed until its last request ends.
+                json.field("status", worker.status.rawValue)
                 json.endObject()
             }
             json.endArray()

@@ -130,9 +130,10 @@ public final class RESTDoor: Sendable {
         guard case .api(_, let workers, let info) = scope else { throw GatewayError.routeNotFound(method: method.rawValue, path: route.pattern) }
         switch (route, method) {
         case (.workers, .POST): return try await workers.addWorker(body)
-        case (.workers, _): return workers.listWorkers()
+        case (.workers, _): return try workers.listWorkers(query)
         case (.worker, .PUT): return try await workers.updateWorker(workerID ?? "", body)
-        case (.worker, .DELETE): return try await workers.removeWorker(workerID ?? "")
+        case (.worker, .PATCH): return try await workers.patchWorker(workerID ?? "", body)
+        case (.worker, .DELETE): return try await workers.removeWorker(workerID ?? "", query)
         case (.worker, _): return try workers.getWorker(workerID ?? "")
         case (.models, _): return info.models()
         case (.loads, _): return info.loads()

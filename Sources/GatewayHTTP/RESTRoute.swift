@@ -83,7 +83,7 @@ enum RESTRoute: Sendable, Equatable, CaseIterable {
     var methods: [HTTPMethod] {
         switch self {
         case .workers: [.GET, .POST]
-        case .worker: [.GET, .PUT, .DELETE]
+        case .worker: [.GET, .PUT, .PATCH, .DELETE]
         case .inference, .flushCache: [.POST]
         case .health, .liveness, .readiness, .metrics, .models, .loads, .serverInfo, .modelInfo, .healthGenerate: [.GET]
         }

@@ -12,7 +12,8 @@ enum WorkerJSON {
         json.field("priority", worker.spec.priority)
         json.field("cost", worker.spec.cost)
         json.field("worker_type", worker.spec.workerType.rawValue)
-        json.field("is_healthy", worker.isHealthy)
+        json.field("is_healthy", worker.isHealthy(at: now))
+        json.field("status", worker.status.rawValue)
         json.field("load", worker.load)
         json.field("connection_mode", "HTTP")
         json.field("runtime_type", worker.runtimeType?.rawValue ?? "unknown")
@@ -41,6 +42,7 @@ enum WorkerJSON {
             json.field("status", job.state.rawValue)
             json.field("message", job.message)
             json.field("timestamp", job.timestamp)
+            if job.state == .draining { json.field("in_flight", worker.load) }
             json.endObject()
         }
         json.endObject()

@@ -57,6 +57,55 @@ enum WorkerRequests {
         return input
     }
 
+    /// `PATCH /workers/{id}`: smg 1.x's `WorkerUpdateRequest` (`priority`, `cost`,
+    /// `labels` merged, `api_key`, `health: {timeout_secs, check_interval_secs,
+    /// success_threshold, failure_threshold, disable_health_check}`) plus this gateway's
+    /// `max_load`, `health.endpoint` and the flat health names PUT takes. A setting
+    /// given both ways is refused rather than guessed.
+    static func patchInput(from body: some Collection<UInt8>) throws(GatewayError) -> UpdateWorkerInput {
+        var input = try updateInput(from: body)
+        let fields = try FieldReader(body: body)
+        guard let value = fields.object["health"], value != .null else { return input }
+        guard let object = value.objectValue else { throw .invalidField("health", "must be an object, got \(value.typeDescription)") }
+        let health = FieldReader(object: object)
+        let limit: ClosedRange<Int64> = 1...86_400
+        let nested: HealthCheckChange
+        do {
+            nested = HealthCheckChange(
+                timeout: try health.integer("timeout_secs", in: limit).map { .seconds($0) },
+                interval: try health.integer("check_interval_secs", in: limit).map { .seconds($0) },
+                failureThreshold: try health.integer("failure_threshold", in: 1...1000).map { Int($0) },
+                successThreshold: try health.integer("success_threshold", in: 1...1000).map { Int($0) },
+                endpoint: try health.string("endpoint"),
+                disabled: try health.bool("disable_health_check")
+            )
+        } catch {
+            // Name the field as the client wrote it: `health.timeout_secs`.
+            var named = error
+            if named.message.hasPrefix("field '") { named.message = "field 'health." + named.message.dropFirst("field '".count) }
+            throw named
+        }
+        let flat = input.healthCheck
+        let pairs: [(String, Bool, Bool)] = [
+            ("timeout_secs", nested.timeout != nil, flat.timeout != nil),
+            ("check_interval_secs", nested.interval != nil, flat.interval != nil),
+            ("failure_threshold", nested.failureThreshold != nil, flat.failureThreshold != nil),
+            ("success_threshold", nested.successThreshold != nil, flat.successThreshold != nil),
+            ("endpoint", nested.endpoint != nil, flat.endpoint != nil),
+            ("disable_health_check", nested.disabled != nil, flat.disabled != nil),
+        ]
+        for (name, inHealth, atTop) in pairs where inHealth && atTop {
+            throw .invalidField("health.\(name)", "is also given as a top-level health field; give it once")
+        }
+        input.healthCheck = HealthCheckChange(
+            timeout: nested.timeout ?? flat.timeout, interval: nested.interval ?? flat.interval,
+            failureThreshold: nested.failureThreshold ?? flat.failureThreshold,
+            successThreshold: nested.successThreshold ?? flat.successThreshold,
+            endpoint: nested.endpoint ?? flat.endpoint, disabled: nested.disabled ?? flat.disabled
+        )
+        return input
+    }
+
     private static func runtime(_ fields: FieldReader) throws(GatewayError) -> RuntimeType? {
         for key in ["runtime_type", "runtime"] {
             guard let value = try fields.string(key) else { continue }

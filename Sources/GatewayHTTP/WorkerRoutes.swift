@@ -14,8 +14,9 @@ struct WorkerRoutes: Sendable {
 
     // MARK: Workers
 
-    func listWorkers() -> RESTResponse {
-        let workers = service.list()
+    /// `GET /workers[?model=&status=&worker_type=]`.
+    func listWorkers(_ query: QueryParameters) throws(GatewayError) -> RESTResponse {
+        let workers = service.list(try Self.filter { query[$0] })
         guard workers.count > Self.listInOnePiece else {
             // About 450 bytes per worker: reserved once instead of grown by doubling.
             return .json(capacity: 256 + workers.count * 512) { json in
@@ -45,6 +46,25 @@ struct WorkerRoutes: Sendable {
     /// Lists up to this many workers are answered in one piece, with a Content-Length.
     static let listInOnePiece = 1_000
 
+    /// The list filter of a query string; unknown parameters are ignored, empty ones match all.
+    static func filter(_ query: (String) -> String?) throws(GatewayError) -> WorkerFilter {
+        var filter = WorkerFilter()
+        if let model = query("model"), !model.isEmpty { filter.model = model }
+        if let status = query("status"), !status.isEmpty {
+            guard let parsed = WorkerStatus(rawValue: status.lowercased()) else {
+                throw .invalidFilter("status", "must be one of \(WorkerStatus.allCases.map(\.rawValue).joined(separator: ", ")) (got \"\(status)\")")
+            }
+            filter.status = parsed
+        }
+        if let type = query("worker_type"), !type.isEmpty {
+            guard let parsed = WorkerType(rawValue: type.lowercased()) else {
+                throw .invalidFilter("worker_type", "must be one of regular, prefill, decode (got \"\(type)\")")
+            }
+            filter.workerType = parsed
+        }
+        return filter
+    }
+
     func addWorker(_ body: ByteBuffer) async throws(GatewayError) -> RESTResponse {
         let input = try WorkerRequests.addInput(from: body.readableBytesView)
         let accepted = try await service.add(input)
@@ -66,6 +86,7 @@ struct WorkerRoutes: Sendable {
         return .json { json in WorkerJSON.write(worker, to: &json) }
     }
 
+    /// `PUT /workers/{id}`: a partial update with the flat field names (the reference 0.3.x's PUT).
     func updateWorker(_ rawID: String, _ body: ByteBuffer) async throws(GatewayError) -> RESTResponse {
         // Check the id before the body: a bad id is the more useful error.
         _ = try WorkerService.parseID(rawID)
@@ -73,8 +94,33 @@ struct WorkerRoutes: Sendable {
         return accepted(try await service.update(rawID, input))
     }
 
-    func removeWorker(_ rawID: String) async throws(GatewayError) -> RESTResponse {
-        accepted(try await service.remove(rawID))
+    /// `PATCH /workers/{id}`: a partial update in smg 1.x's shape (`health` as an object).
+    func patchWorker(_ rawID: String, _ body: ByteBuffer) async throws(GatewayError) -> RESTResponse {
+        _ = try WorkerService.parseID(rawID)
+        let input = try WorkerRequests.patchInput(from: body.readableBytesView)
+        return accepted(try await service.update(rawID, input))
+    }
+
+    /// `DELETE /workers/{id}[?force=true]`: drains, or with `force` removes at once.
+    func removeWorker(_ rawID: String, _ query: QueryParameters) async throws(GatewayError) -> RESTResponse {
+        var force = false
+        if let value = query["force"], !value.isEmpty {
+            switch value.lowercased() {
+            case "true", "1": force = true
+            case "false", "0": force = false
+            default: throw .invalidFilter("force", "must be true or false (got \"\(value)\")")
+            }
+        }
+        let removal = try await service.remove(rawID, force: force)
+        return .json(status: .accepted) { json in
+            json.beginObject()
+            json.field("status", "accepted")
+            json.field("worker_id", removal.worker.id.description)
+            json.field("message", removal.message)
+            json.field("worker_status", removal.removed ? "removed" : WorkerStatus.draining.rawValue)
+            json.field("in_flight", removal.inFlight)
+            json.endObject()
+        }
     }
 
     private func accepted(_ accepted: WorkerService.Accepted) -> RESTResponse {

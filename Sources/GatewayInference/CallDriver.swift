@@ -48,6 +48,11 @@ final class CallDriver: WorkerAnswerReceiver {
     private var backoff: Scheduled<Void>?
     /// When the current attempt was sent (its load is held until it ends).
     private var attemptStarted: ContinuousClock.Instant?
+    /// The current attempt's watch on its worker's cut signal (a drain that timed out),
+    /// held for as long as its load.
+    private var cutObservation: WorkerCutObservation?
+    /// Attempts sent so far: a cut signalled for an attempt that has ended is ignored.
+    private var attemptsSent = 0
     private var reading = Reading.nothing
     /// The answer kept from a failed attempt.
     private var kept: (head: WorkerAnswerHead, body: ByteBuffer, worker: WorkerID)?
@@ -269,6 +274,14 @@ final class CallDriver: WorkerAnswerReceiver {
         )
         candidate.handle.beginRequest()
         attemptStarted = .now
+        attemptsSent += 1
+        let attempt = attemptsSent
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let loop = self.loop
+        // A deleted worker whose drain times out tells its running requests to end.
+        cutObservation = candidate.handle.onCut { cut in
+            loop.execute { bound.value.workerCut(cut, attempt: attempt) }
+        }
         reading = .nothing
         exchange = engine.transport.start(workerRequest, on: loop, deadline: deadline, receiver: self)
         if isPaused { exchange?.pause() }
@@ -278,8 +291,33 @@ final class CallDriver: WorkerAnswerReceiver {
     private func endAttempt() {
         guard let started = attemptStarted, let candidate else { return }
         attemptStarted = nil
+        cutObservation?.cancel()
+        cutObservation = nil
         candidate.handle.endRequest()
         engine.metrics.upstreamDuration.labels(candidate.id.description).observe(ContinuousClock.now - started)
+    }
+
+    /// The worker of the running attempt was deleted and its drain timed out: the call
+    /// ends now, with an error event after what a stream already relayed, or an error
+    /// answer when nothing reached the client yet. Nothing is retried: the drain deadline
+    /// is the operator's limit on this work.
+    private func workerCut(_ cut: WorkerCut, attempt: Int) {
+        guard attempt == attemptsSent, attemptStarted != nil, phase != .finished, let candidate else { return }
+        engine.logger.warning(
+            "request cut: its worker was deleted and the drain timed out",
+            metadata: ["request_id": "\(call.requestID)", "worker_id": "\(candidate.id)", "url": "\(candidate.url)"]
+        )
+        exchange?.cancel()
+        exchange = nil
+        endAttempt()
+        reading = .nothing
+        _ = machine.cancelled()
+        let error = GatewayError.openAI(503, cut.code, cut.message)
+        if phase == .streaming {
+            cutStream(error)
+        } else {
+            answerFailure(error)
+        }
     }
 
     // MARK: What the worker answers
@@ -483,6 +521,8 @@ final class CallDriver: WorkerAnswerReceiver {
         guard phase != .finished else { return }
         phase = .finished
         receiver = nil
+        cutObservation?.cancel()
+        cutObservation = nil
         backoff?.cancel()
         backoff = nil
         permit?.release()

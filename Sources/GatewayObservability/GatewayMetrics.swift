@@ -107,10 +107,20 @@ public final class GatewayMetrics: Sendable {
             name: "smg_worker_cb_transitions_total", help: "Circuit breaker transitions, by the state entered.", kind: .counter,
             labelNames: ["worker_id", "to"]
         )
+        // One series per worker, labelled with its status (a draining worker is listed until removed).
+        var status = CollectedFamily(
+            name: "smg_worker_status", help: "1 for each worker, labelled with its status (pending, ready, not_ready, failed, draining).",
+            kind: .gauge, labelNames: ["worker_id", "status"]
+        )
+        var byStatus = CollectedFamily(name: "smg_workers", help: "Workers registered, by status.", kind: .gauge, labelNames: ["status"])
+        var statusCounts: [WorkerStatus: Int] = [:]
         let now = ContinuousClock.now
         for worker in all {
             let id = worker.id.description
-            health.add([id], worker.isHealthy ? 1 : 0)
+            let current = worker.status
+            status.add([id, current.rawValue], 1)
+            statusCounts[current, default: 0] += 1
+            health.add([id], worker.isHealthy(at: now) ? 1 : 0)
             load.add([id], Double(worker.load))
             let state: Double =
                 switch worker.handle.breakerState(at: now) {
@@ -124,7 +134,8 @@ public final class GatewayMetrics: Sendable {
             transitions.add([id, "half_open"], Double(counts.halfOpened))
             transitions.add([id, "closed"], Double(counts.closed))
         }
-        return [pool, health, load, breaker, transitions]
+        for value in WorkerStatus.allCases { byStatus.add([value.rawValue], Double(statusCounts[value] ?? 0)) }
+        return [pool, byStatus, status, health, load, breaker, transitions]
     }
 
     private static func collectAdmission(_ admission: AdmissionController?) -> [CollectedFamily] {

@@ -201,21 +201,25 @@ public final class Gateway: Sendable {
         let restPort = listeners[0].port
         let doors = listeners
         // Services shut down in reverse order, each after the one before it has ended.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: TransportService(transport: transport)),
+            .init(service: RegistrationJobsService(workers: workers)),
+            .init(service: HealthChecker(registry: registry, prober: prober, logger: logger)),
+            .init(service: PolicyMaintenance(policy: policy, registry: registry, interval: configuration.routing.evictionInterval)),
+        ]
+        if configuration.registration.removeUnhealthyWorkers {
+            services.append(.init(service: UnhealthyWorkerRemoval(registry: registry, workers: workers, configuration: configuration.registration, logger: logger)))
+        }
+        services += [
+            .init(service: FrontDoors(listeners: doors, grace: configuration.shutdownGracePeriod, onListening: { await onListening(restPort) })),
+            // It returns when the shutdown starts: that must not cancel the group.
+            .init(
+                service: ShutdownWatcher(state: lifecycle, signals: gracefulShutdownSignals, logger: logger),
+                successTerminationBehavior: .gracefullyShutdownGroup
+            ),
+        ]
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [
-                .init(service: TransportService(transport: transport)),
-                .init(service: RegistrationJobsService(workers: workers)),
-                .init(service: HealthChecker(registry: registry, prober: prober, logger: logger)),
-                .init(service: PolicyMaintenance(policy: policy, registry: registry, interval: configuration.routing.evictionInterval)),
-                .init(
-                    service: FrontDoors(listeners: doors, grace: configuration.shutdownGracePeriod, onListening: { await onListening(restPort) })
-                ),
-                // It returns when the shutdown starts: that must not cancel the group.
-                .init(
-                    service: ShutdownWatcher(state: lifecycle, signals: gracefulShutdownSignals, logger: logger),
-                    successTerminationBehavior: .gracefullyShutdownGroup
-                ),
-            ],
+            services: services,
             gracefulShutdownSignals: gracefulShutdownSignals,
             logger: logger
         )

@@ -3,7 +3,7 @@ import Logging
 import ServiceLifecycle
 
 /// Active health checks: probes every ready worker on its own interval and feeds
-/// the results to the registry's health state machines.
+/// the results to each worker's ``WorkerHealth`` (through the registry).
 ///
 /// A refused connection makes a worker unhealthy at once (nothing is listening);
 /// other failures count towards the failure threshold. Probes of many workers run
@@ -81,18 +81,21 @@ public final class HealthChecker: Service {
 
     private func check(_ worker: Worker) async {
         let outcome = await prober.checkHealth(url: worker.url, config: worker.spec.healthCheck, apiKey: worker.spec.apiKey)
-        let transition: HealthStateMachine.Transition?
+        let change: WorkerHealth.Change
         switch outcome {
         case .healthy:
-            transition = registry.recordProbe(worker.id, succeeded: true)
+            change = registry.recordProbe(worker.id, succeeded: true)
         case .unhealthy(let reason):
-            transition = registry.recordProbe(worker.id, succeeded: false)
+            change = registry.recordProbe(worker.id, succeeded: false)
             logger.debug("health check failed", metadata: ["worker_id": "\(worker.id)", "url": "\(worker.url)", "reason": "\(reason)"])
         case .refused(let reason):
-            transition = registry.recordConnectionRefused(worker.id)
+            change = WorkerHealth.Change(checks: registry.recordConnectionRefused(worker.id))
             logger.debug("health check refused", metadata: ["worker_id": "\(worker.id)", "url": "\(worker.url)", "reason": "\(reason)"])
         }
-        switch transition {
+        if change.breaker == .halfOpened {
+            logger.notice("circuit breaker half-open after a passing health check", metadata: ["worker_id": "\(worker.id)", "url": "\(worker.url)"])
+        }
+        switch change.checks {
         case .becameHealthy:
             logger.info("worker is healthy again", metadata: ["worker_id": "\(worker.id)", "url": "\(worker.url)"])
         case .becameUnhealthy:

@@ -14,12 +14,24 @@ public struct WorkerService: Sendable {
         public var location: String { "/workers/\(worker.id)" }
     }
 
+    /// The answer to an accepted removal.
+    public struct Removal: Sendable {
+        public let worker: Worker
+        public let message: String
+        /// Whether the worker is gone (false: draining).
+        public let removed: Bool
+        /// Requests still running on it.
+        public var inFlight: Int { worker.load }
+    }
+
     public let registry: WorkerRegistry
     let jobs: WorkerJobs
     let persistence: WorkerPersistence
     let healthDefaults: HealthCheckConfig
     /// `max_load` of workers registered without one.
     let defaultMaxLoad: Int?
+    /// How long a deleted worker may drain (`--drain-timeout-secs`).
+    let drainTimeout: Duration
 
     /// - Parameters:
     ///   - healthDefaults: the health-check settings of workers registered without their own.
@@ -33,6 +45,7 @@ public struct WorkerService: Sendable {
         self.persistence = WorkerPersistence(store: store)
         self.healthDefaults = healthDefaults
         self.defaultMaxLoad = defaultMaxLoad
+        self.drainTimeout = registration.drainTimeout
     }
 
     /// Registers a worker: answers at once, the add job probes it in the background.
@@ -113,6 +126,11 @@ public struct WorkerService: Sendable {
         return order.map { ($0, counts[$0]!.total, counts[$0]!.healthy) }
     }
 
+    /// The workers `filter` matches, in registration order.
+    public func list(_ filter: WorkerFilter) -> [Worker] {
+        filter.isEmpty ? registry.workers() : registry.workers(where: filter.matches)
+    }
+
     public func get(_ rawID: String) throws(GatewayError) -> Worker {
         let id = try Self.parseID(rawID)
         guard let worker = registry.worker(id) else { throw .workerNotFound(rawID) }
@@ -141,6 +159,8 @@ public struct WorkerService: Sendable {
         )
         let updated: Worker? = try await persistence.perform { [registry] store in
             guard let current = registry.worker(id) else { return nil }
+            // Its record is gone from the store already; writing it would bring it back.
+            guard current.phase != .draining else { throw GatewayError.workerDraining(rawID) }
             try store.upsert(StoredWorker(id: id, spec: update.applied(to: current.spec), sequence: current.sequence))
             return registry.update(id, update)
         }
@@ -148,20 +168,43 @@ public struct WorkerService: Sendable {
         return Accepted(worker: worker, message: "Worker updated")
     }
 
-    /// Removes a worker at once; a pending registration is cancelled.
-    public func remove(_ rawID: String) async throws(GatewayError) -> Accepted {
+    /// `DELETE /workers/{id}`: a ready worker leaves routing at once and drains (its
+    /// in-flight requests end, then it is removed; at the drain timeout they are cut);
+    /// `force` removes it at once (requests already sent to it still finish). A pending
+    /// registration is cancelled; a failed worker goes at once. The store forgets it
+    /// before the answer (so a restart does not bring it back).
+    public func remove(_ rawID: String, force: Bool = false) async throws(GatewayError) -> Removal {
         let id = try Self.parseID(rawID)
-        let removed: Worker? = try await persistence.perform { [registry] store in
+        let deadline = registry.wallClockNow + Int64(drainTimeout.seconds.rounded(.up))
+        let deletion: WorkerRegistry.Deletion? = try await persistence.perform { [registry] store in
             guard registry.worker(id) != nil else { return nil }
             try store.delete(id)
-            return registry.remove(id)
+            return registry.delete(id, force: force, drainDeadline: deadline)
         }
-        guard let removed else { throw .workerNotFound(rawID) }
-        if removed.phase == .registering {
+        guard let deletion else { throw .workerNotFound(rawID) }
+        switch deletion {
+        case .draining(let worker):
+            // Nothing in flight: nothing to wait for (a request that picked it just before
+            // the DELETE and starts now finishes, as after a forced removal).
+            if worker.handle.load <= 0, let removed = registry.finishDrain(id) {
+                return Removal(worker: removed, message: "Worker removed; no request was in flight on it", removed: true)
+            }
+            await jobs.startDrain(of: worker)
+            return Removal(
+                worker: worker,
+                message: "Worker draining: out of routing now; removed once its \(worker.load) in-flight request(s) end, or cut after \(Int(drainTimeout.seconds))s",
+                removed: false
+            )
+        case .alreadyDraining(let worker):
+            return Removal(worker: worker, message: "Worker is already draining (\(worker.load) request(s) in flight); ?force=true removes it at once", removed: false)
+        case .removed(let worker):
             await jobs.cancel(id)
-            return Accepted(worker: removed, message: "Pending registration cancelled; worker removed")
+            switch worker.phase {
+            case .registering: return Removal(worker: worker, message: "Pending registration cancelled; worker removed", removed: true)
+            case .failed: return Removal(worker: worker, message: "Worker removed", removed: true)
+            case .ready, .draining: return Removal(worker: worker, message: "Worker removed at once (force); requests already sent to it finish", removed: true)
+            }
         }
-        return Accepted(worker: removed, message: "Worker removed; requests already sent to it finish")
     }
 
     /// Cancels every registration job and waits for them to end (at shutdown).

@@ -186,6 +186,44 @@ func runMicroCommand(runs: Int, targetRunMillis: Int, only: String?) throws {
     }
 
     if enabled("registry") {
+        printErr("worker handle (per request):")
+        let handle = WorkerHandle(id: .random())
+        let now = ContinuousClock.now
+        runner.measure("worker_handle_breaker_allows") { n in
+            for _ in 0..<n { blackHole(handle.breakerAllows(at: now)) }
+        }
+        runner.measure("worker_handle_record_success") { n in
+            for _ in 0..<n { blackHole(handle.recordSuccess()) }
+        }
+        // What every attempt pays for its load and for watching the drain's cut signal.
+        runner.measure("worker_handle_begin_end_request") { n in
+            for _ in 0..<n {
+                handle.beginRequest()
+                handle.endRequest()
+            }
+        }
+        runner.measure("worker_handle_cut_watch") { n in
+            for _ in 0..<n { handle.onCut { _ in }.cancel() }
+        }
+        for threads in [2, 4] {
+            runner.measure("worker_handle_cut_watch/\(threads)_threads_contended") { n in
+                let per = max(1, n / threads)
+                DispatchQueue.concurrentPerform(iterations: threads) { _ in
+                    for _ in 0..<per { handle.onCut { _ in }.cancel() }
+                }
+            }
+        }
+        for threads in [2, 4] {
+            runner.measure("worker_handle_breaker_allows_and_success/\(threads)_threads_contended") { n in
+                let per = max(1, n / threads)
+                DispatchQueue.concurrentPerform(iterations: threads) { _ in
+                    for _ in 0..<per {
+                        blackHole(handle.breakerAllows(at: now))
+                        blackHole(handle.recordSuccess())
+                    }
+                }
+            }
+        }
         printErr("registry:")
         for count in [16, 256, 4096] {
             let heapBefore = heapInUseBytes()
@@ -216,6 +254,11 @@ func runMicroCommand(runs: Int, targetRunMillis: Int, only: String?) throws {
             }
             runner.measure("selector_select_round_robin/\(count)_workers") { n in
                 for _ in 0..<n { blackHole(selector.select(model: "m", request: RoutingRequest())) }
+            }
+            // Cache-aware picks from the available list: every worker's breaker is asked per request.
+            let everyBreaker = WorkerSelector(registry: registry, policy: PolicyName.cacheAware.makePolicy())
+            runner.measure("selector_select_cache_aware_all_breakers/\(count)_workers") { n in
+                for _ in 0..<n { blackHole(everyBreaker.select(model: "m", request: RoutingRequest())) }
             }
             // Contention: every thread looks up workers and routes at once; ns per op
             // is wall time divided by all operations of all threads.

@@ -72,11 +72,11 @@ struct ClientOptions: ParsableArguments {
 /// One front door of the gateway, seen by the client subcommands. Worker and model
 /// calls answer the REST API's JSON; generation answers a `Wire.GenerateResult`.
 protocol GatewayBackend: Sendable {
-    func listWorkers() async throws -> JSONValue
+    func listWorkers(_ filter: Wire.ListWorkersRequest) async throws -> JSONValue
     func getWorker(id: String) async throws -> JSONValue
     func addWorker(_ request: Wire.AddWorkerRequest) async throws -> JSONValue
     func updateWorker(_ request: Wire.UpdateWorkerRequest) async throws -> JSONValue
-    func removeWorker(id: String) async throws -> JSONValue
+    func removeWorker(id: String, force: Bool) async throws -> JSONValue
     func listModels() async throws -> JSONValue
     func generate(_ request: Wire.GenerateRequest) async throws -> Wire.GenerateResult
     /// Streams: `onText` for each piece of text as it arrives, then the final result.
@@ -88,11 +88,11 @@ protocol GatewayBackend: Sendable {
 struct BinaryBackend: GatewayBackend {
     let client: GatewayClient
 
-    func listWorkers() async throws -> JSONValue { WireJSON.workerList(try await client.listWorkers()) }
+    func listWorkers(_ filter: Wire.ListWorkersRequest) async throws -> JSONValue { WireJSON.workerList(try await client.listWorkers(filter)) }
     func getWorker(id: String) async throws -> JSONValue { WireJSON.worker(try await client.getWorker(id: id)) }
     func addWorker(_ request: Wire.AddWorkerRequest) async throws -> JSONValue { WireJSON.added(try await client.addWorker(request)) }
     func updateWorker(_ request: Wire.UpdateWorkerRequest) async throws -> JSONValue { WireJSON.accepted(try await client.updateWorker(request)) }
-    func removeWorker(id: String) async throws -> JSONValue { WireJSON.accepted(try await client.removeWorker(id: id)) }
+    func removeWorker(id: String, force: Bool) async throws -> JSONValue { WireJSON.removed(try await client.removeWorker(id: id, force: force)) }
     func listModels() async throws -> JSONValue { WireJSON.models(try await client.listModels()) }
     func generate(_ request: Wire.GenerateRequest) async throws -> Wire.GenerateResult { try await client.generate(request) }
 

@@ -50,9 +50,17 @@ struct RESTBackend: GatewayBackend {
 
     // MARK: Workers and models
 
-    func listWorkers() async throws -> JSONValue { try await call(.GET, "/workers").json }
+    func listWorkers(_ filter: Wire.ListWorkersRequest) async throws -> JSONValue {
+        var query: [String] = []
+        if !filter.model.isEmpty { query.append("model=" + Self.pathSegment(filter.model)) }
+        if filter.status != .unspecified { query.append("status=" + WireJSON.name(filter.status)) }
+        if filter.workerType != .unspecified { query.append("worker_type=" + WireJSON.name(filter.workerType)) }
+        return try await call(.GET, "/workers" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))).json
+    }
     func getWorker(id: String) async throws -> JSONValue { try await call(.GET, "/workers/\(Self.pathSegment(id))").json }
-    func removeWorker(id: String) async throws -> JSONValue { try await call(.DELETE, "/workers/\(Self.pathSegment(id))").json }
+    func removeWorker(id: String, force: Bool) async throws -> JSONValue {
+        try await call(.DELETE, "/workers/\(Self.pathSegment(id))" + (force ? "?force=true" : "")).json
+    }
     func listModels() async throws -> JSONValue { try await call(.GET, "/v1/models").json }
 
     func addWorker(_ request: Wire.AddWorkerRequest) async throws -> JSONValue {

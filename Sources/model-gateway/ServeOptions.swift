@@ -93,6 +93,18 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Longest wait in seconds between two registration attempts (backoff starts at 250 ms).")
     var workerStartupCheckInterval: Int = 5
 
+    @Option(help: "Seconds a deleted worker's in-flight requests may run before they are cut and it is removed.")
+    var drainTimeoutSecs: Int = 300
+
+    @Flag(
+        name: [.customLong("remove-unhealthy-workers"), .customLong("worker-auto-recovery")],
+        help: "Remove workers that stay not_ready or failed past --remove-unhealthy-after-secs."
+    )
+    var removeUnhealthyWorkers: Bool = false
+
+    @Option(help: "With --remove-unhealthy-workers: seconds a worker may stay unhealthy (default: 3 x its failure threshold x its check interval, smg's limit).")
+    var removeUnhealthyAfterSecs: Int?
+
     @Option(help: "Log level: trace, debug, info, warn, error.")
     var logLevel: String = "info"
 
@@ -188,6 +200,7 @@ struct ServeOptions: ParsableArguments {
             ("--health-check-interval-secs", healthCheckIntervalSecs), ("--health-failure-threshold", healthFailureThreshold),
             ("--health-success-threshold", healthSuccessThreshold), ("--health-check-timeout-secs", healthCheckTimeoutSecs),
             ("--worker-startup-timeout-secs", workerStartupTimeoutSecs), ("--worker-startup-check-interval", workerStartupCheckInterval),
+            ("--drain-timeout-secs", drainTimeoutSecs), ("--remove-unhealthy-after-secs", removeUnhealthyAfterSecs ?? 1),
         ] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
@@ -247,7 +260,10 @@ struct ServeOptions: ParsableArguments {
             shutdownGracePeriod: .seconds(shutdownGracePeriodSecs),
             registration: .init(
                 startupTimeout: .seconds(workerStartupTimeoutSecs),
-                maxCheckInterval: .seconds(workerStartupCheckInterval)
+                maxCheckInterval: .seconds(workerStartupCheckInterval),
+                drainTimeout: .seconds(drainTimeoutSecs),
+                removeUnhealthyWorkers: removeUnhealthyWorkers,
+                unhealthyRemovalTimeout: removeUnhealthyAfterSecs.map { .seconds($0) }
             ),
             healthCheck: HealthCheckConfig(
                 timeout: .seconds(healthCheckTimeoutSecs),

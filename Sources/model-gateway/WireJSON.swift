@@ -14,6 +14,7 @@ enum WireJSON {
         json["cost"] = .double(worker.cost)
         json["worker_type"] = .string(name(worker.workerType))
         json["is_healthy"] = .bool(worker.isHealthy)
+        json["status"] = .string(name(worker.status))
         json["load"] = .int(Int64(clamping: worker.load))
         json["connection_mode"] = .string(worker.connectionMode)
         json["runtime_type"] = .string(name(worker.runtimeType))
@@ -34,13 +35,15 @@ enum WireJSON {
         if let maxLoad = worker.maxLoad { json["max_load"] = .int(Int64(maxLoad)) }
         if !worker.circuitBreaker.isEmpty { json["circuit_breaker"] = .string(worker.circuitBreaker) }
         if let job = worker.jobStatus {
-            json["job_status"] = .object([
+            var status: JSONObject = [
                 "job_type": .string(name(job.jobType)),
                 "worker_url": .string(job.workerURL),
                 "status": .string(name(job.status)),
                 "message": .string(job.message),
                 "timestamp": .int(job.timestamp),
-            ])
+            ]
+            if job.status == .draining { status["in_flight"] = .int(Int64(clamping: job.inFlight)) }
+            json["job_status"] = .object(status)
         }
         return .object(json)
     }
@@ -70,12 +73,23 @@ enum WireJSON {
         ])
     }
 
-    /// `PUT` and `DELETE /workers/{id}`.
+    /// `PUT` and `PATCH /workers/{id}`.
     static func accepted(_ reply: Wire.AcceptedReply) -> JSONValue {
         .object([
             "status": .string(reply.status),
             "worker_id": .string(reply.workerID),
             "message": .string(reply.message),
+        ])
+    }
+
+    /// `DELETE /workers/{id}`.
+    static func removed(_ reply: Wire.AcceptedReply) -> JSONValue {
+        .object([
+            "status": .string(reply.status),
+            "worker_id": .string(reply.workerID),
+            "message": .string(reply.message),
+            "worker_status": .string(reply.workerStatus == .draining ? "draining" : "removed"),
+            "in_flight": .int(Int64(clamping: reply.inFlight)),
         ])
     }
 
@@ -161,6 +175,19 @@ enum WireJSON {
         case .pending: "pending"
         case .processing: "processing"
         case .failed: "failed"
+        case .draining: "draining"
+        case .unspecified: "unspecified"
+        case .unrecognized(let value): "unknown(\(value))"
+        }
+    }
+
+    static func name(_ status: Wire.WorkerStatus) -> String {
+        switch status {
+        case .pending: "pending"
+        case .ready: "ready"
+        case .notReady: "not_ready"
+        case .failed: "failed"
+        case .draining: "draining"
         case .unspecified: "unspecified"
         case .unrecognized(let value): "unknown(\(value))"
         }

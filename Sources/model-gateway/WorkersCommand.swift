@@ -12,12 +12,42 @@ struct WorkersCommand: AsyncParsableCommand {
 
 extension WorkersCommand {
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show every worker (GET /workers).")
+        static let configuration = CommandConfiguration(abstract: "Show the workers (GET /workers[?model=&status=&worker_type=]).")
+
+        @Option(help: "Only workers serving this model.")
+        var model: String?
+
+        @Option(help: "Only workers in this status: pending, ready, not_ready, failed, draining.")
+        var status: String?
+
+        @Option(help: "Only workers of this type: regular, prefill, decode.")
+        var workerType: String?
 
         @OptionGroup var client: ClientOptions
 
+        func validate() throws { _ = try makeFilter() }
+
+        func makeFilter() throws -> Wire.ListWorkersRequest {
+            Wire.ListWorkersRequest(
+                model: model ?? "", status: try status.map(Self.status) ?? .unspecified,
+                workerType: try workerType.map(Add.workerType) ?? .unspecified
+            )
+        }
+
+        static func status(_ name: String) throws -> Wire.WorkerStatus {
+            switch name.lowercased() {
+            case "pending": .pending
+            case "ready": .ready
+            case "not_ready": .notReady
+            case "failed": .failed
+            case "draining": .draining
+            default: throw ValidationError("--status must be pending, ready, not_ready, failed or draining")
+            }
+        }
+
         func run() async throws {
-            try await client.withBackend { Terminal.printJSON(try await $0.listWorkers()) }
+            let filter = try makeFilter()
+            try await client.withBackend { Terminal.printJSON(try await $0.listWorkers(filter)) }
         }
     }
 
@@ -35,15 +65,20 @@ extension WorkersCommand {
     }
 
     struct Remove: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a worker (DELETE /workers/{id}).")
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a worker (DELETE /workers/{id}): it leaves routing at once and is removed when its requests end."
+        )
 
         @Argument(help: "The worker's id.")
         var id: String
 
+        @Flag(help: "Remove it at once instead of draining (requests already sent to it finish).")
+        var force: Bool = false
+
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
-            try await client.withBackend { Terminal.printJSON(try await $0.removeWorker(id: id)) }
+            try await client.withBackend { Terminal.printJSON(try await $0.removeWorker(id: id, force: force)) }
         }
     }
 

@@ -254,7 +254,7 @@ struct WorkerRegistryTests {
         let registry = makeRegistry()
         let worker = try addReady(registry, "http://w:1")
         registry.remove(worker.id).map { _ in () }
-        #expect(registry.recordProbe(worker.id, succeeded: false) == nil)
+        #expect(registry.recordProbe(worker.id, succeeded: false).checks == nil)
         #expect(registry.recordConnectionRefused(worker.id) == nil)
         #expect(registry.update(worker.id, WorkerUpdate(priority: 1)) == nil)
         #expect(!registry.failRegistration(worker.id, message: "x"))
@@ -265,17 +265,17 @@ struct WorkerRegistryTests {
         let registry = makeRegistry()
         let worker = try addReady(registry, "http://w:1", healthCheck: HealthCheckConfig(failureThreshold: 2, successThreshold: 3))
         let id = worker.id
-        #expect(registry.recordProbe(id, succeeded: true) == nil)
-        #expect(registry.recordProbe(id, succeeded: false) == nil)
+        #expect(registry.recordProbe(id, succeeded: true).checks == nil)
+        #expect(registry.recordProbe(id, succeeded: false).checks == nil)
         #expect(registry.worker(id)?.isHealthy == true)
-        #expect(registry.recordProbe(id, succeeded: false) == .becameUnhealthy)
+        #expect(registry.recordProbe(id, succeeded: false).checks == .becameUnhealthy)
         #expect(registry.worker(id)?.isHealthy == false)
         #expect(registry.routableWorkers().isEmpty)
         #expect(!registry.hasRoutableWorker)
-        #expect(registry.recordProbe(id, succeeded: true) == nil)
-        #expect(registry.recordProbe(id, succeeded: true) == nil)
+        #expect(registry.recordProbe(id, succeeded: true).checks == nil)
+        #expect(registry.recordProbe(id, succeeded: true).checks == nil)
         #expect(registry.worker(id)?.isHealthy == false)
-        #expect(registry.recordProbe(id, succeeded: true) == .becameHealthy)
+        #expect(registry.recordProbe(id, succeeded: true).checks == .becameHealthy)
         #expect(registry.worker(id)?.isHealthy == true)
         #expect(registry.routableWorkers().map(\.id) == [id])
 
@@ -287,11 +287,11 @@ struct WorkerRegistryTests {
     @Test func probesOfWorkersThatAreNotReadyAreIgnored() throws {
         let registry = makeRegistry()
         let id = registry.reserve(try spec("http://w:1", healthCheck: HealthCheckConfig(failureThreshold: 1))).worker.id
-        #expect(registry.recordProbe(id, succeeded: true) == nil)
-        #expect(registry.recordProbe(id, succeeded: false) == nil)
+        #expect(registry.recordProbe(id, succeeded: true).checks == nil)
+        #expect(registry.recordProbe(id, succeeded: false).checks == nil)
         #expect(registry.recordConnectionRefused(id) == nil)
         #expect(registry.worker(id)?.phase == .registering)
-        #expect(registry.recordProbe(WorkerID.random(), succeeded: false) == nil)
+        #expect(registry.recordProbe(WorkerID.random(), succeeded: false) == .none)
     }
 
     @Test func updateAppliesFieldsAndLabels() throws {
@@ -333,7 +333,7 @@ struct WorkerRegistryTests {
         let registry = makeRegistry()
         let id = try addReady(registry, "http://w:1", healthCheck: HealthCheckConfig(failureThreshold: 5)).id
         _ = registry.update(id, WorkerUpdate(healthCheck: HealthCheckChange(failureThreshold: 1)))
-        #expect(registry.recordProbe(id, succeeded: false) == .becameUnhealthy)
+        #expect(registry.recordProbe(id, succeeded: false).checks == .becameUnhealthy)
     }
 
     @Test func disablingChecksMakesAnUnhealthyReadyWorkerHealthy() throws {
@@ -367,6 +367,23 @@ struct WorkerRegistryTests {
         #expect(!registry.hasRoutableWorker)
     }
 
+    @Test("A worker whose breaker is open is never shown healthy; a passing probe half-opens it and it is again")
+    func openBreakerIsNotHealthy() throws {
+        let registry = WorkerRegistry(wallClock: { 1_700_000_000 }, breaker: .init(failureThreshold: 1, openDuration: .seconds(600)))
+        let worker = try addReady(registry, "http://w:1")
+        #expect(worker.isHealthy)
+        #expect(worker.handle.recordFailure(at: .now) == .opened)
+        let listed = try #require(registry.worker(worker.id))
+        #expect(!listed.isHealthy && !listed.isRoutable)
+        #expect(listed.handle.checksPass, "the checks still pass: only the breaker is open")
+        #expect(!registry.hasRoutableWorker)
+        // Still in the routing snapshot (the breaker is asked per request) but refused there.
+        #expect(registry.routingSnapshot.candidatesByModel[probe.modelID]?.map(\.id) == [worker.id])
+        #expect(registry.recordProbe(worker.id, succeeded: true) == WorkerHealth.Change(breaker: .halfOpened))
+        #expect(registry.worker(worker.id)?.isHealthy == true)
+        #expect(worker.handle.breakerState(at: .now) == .halfOpen)
+    }
+
     @Test func emptyRegistry() {
         let registry = makeRegistry()
         #expect(registry.count == 0)
@@ -390,7 +407,7 @@ struct WorkerUpdateTests {
         #expect(changed.interval == base.interval)
         #expect(changed.failureThreshold == base.failureThreshold)
         #expect(changed.endpoint == base.endpoint)
-        #expect(changed.thresholds == HealthStateMachine.Thresholds(failure: base.failureThreshold, success: 9))
+        #expect(changed.checkPolicy == WorkerHealth.CheckPolicy(failureThreshold: base.failureThreshold, successThreshold: 9, checksDisabled: true))
     }
 
     @Test func apiKeyTriState() throws {

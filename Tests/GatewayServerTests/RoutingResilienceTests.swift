@@ -113,10 +113,42 @@ struct RoutingResilienceTests {
                 #expect(whileOpen == [workers[1].name: 10], "\(whileOpen)")
                 #expect(workers[0].requestCount(path: "/v1/completions") == 3)
                 #expect(try await gw.breakerState(of: ids[0]) == "open", "the open period ended during the check; it proves nothing")
-                #expect(try await gw.worker(ids[0])["is_healthy"] == .bool(true))
+                // Its checks pass, but it takes no traffic: WorkerInfo does not call it healthy.
+                #expect(try await gw.worker(ids[0])["is_healthy"] == .bool(false))
 
                 // After the open duration: half-open, trial requests flow, 2 successes close it.
                 try await eventually("half-open", timeout: .seconds(15)) { try await gw.breakerState(of: ids[0]) == "half_open" }
+                let (trials, _) = try await gw.distribution(count: 8)
+                #expect((trials[workers[0].name] ?? 0) >= 2, "\(trials)")
+                #expect(try await gw.breakerState(of: ids[0]) == "closed")
+            }
+        }
+    }
+
+    @Test("Circuit breaker: a worker that crashed under load takes traffic after its next passing health check, not after the open time")
+    func passingCheckHalfOpensTheBreaker() async throws {
+        try await withSimWorkers(2) { workers, urls in
+            try await TestGateway.with({
+                $0.routing.policy = .roundRobin
+                // Only a health check can end this open period within the test.
+                $0.circuitBreaker = .init(failureThreshold: 3, successThreshold: 2, openDuration: .seconds(600))
+            }) { gw in
+                let ids = try await gw.addHealthyWorkers(urls)
+                // The crash: inference fails and so does /health.
+                workers[0].setHealthy(false)
+                workers[0].setFailureRate(1)
+                for _ in 0..<8 where workers[0].requestCount(path: "/v1/completions") < 3 {
+                    #expect(try await gw.complete().status == 200)
+                }
+                #expect(try await gw.breakerState(of: ids[0]) == "open")
+                #expect(try await gw.worker(ids[0])["is_healthy"] == .bool(false))
+                // Back: the next passing check half-opens the breaker (checks run every second here).
+                workers[0].setFailureRate(0)
+                workers[0].setHealthy(true)
+                try await eventually("half-open after a passing check", timeout: .seconds(15)) {
+                    try await gw.breakerState(of: ids[0]) == "half_open"
+                }
+                try await eventually("healthy again", timeout: .seconds(15)) { try await gw.worker(ids[0])["is_healthy"] == .bool(true) }
                 let (trials, _) = try await gw.distribution(count: 8)
                 #expect((trials[workers[0].name] ?? 0) >= 2, "\(trials)")
                 #expect(try await gw.breakerState(of: ids[0]) == "closed")

@@ -91,7 +91,7 @@ struct WorkerAPIErrorTests {
             let cases: [(HTTPMethodName, String, String)] = [
                 (.PATCH, "/workers", "GET, HEAD, POST"),
                 (.DELETE, "/workers", "GET, HEAD, POST"),
-                (.POST, "/workers/\(Self.validID)", "DELETE, GET, HEAD, PUT"),
+                (.POST, "/workers/\(Self.validID)", "DELETE, GET, HEAD, PATCH, PUT"),
                 (.POST, "/readiness", "GET, HEAD"),
             ]
             for (method, path, allow) in cases {

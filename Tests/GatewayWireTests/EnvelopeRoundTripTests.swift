@@ -30,7 +30,14 @@ private let fullWorker = Wire.WorkerInfo(
     jobStatus: Wire.JobStatus(jobType: .addWorker, workerURL: "http://10.0.0.5:8000", status: .processing, message: "probing", timestamp: 1_700_000_000),
     labels: ["zone": "us-east-1a", "gpu": "h100", "tier": ""],
     healthCheck: fullHealthCheck,
-    hasAPIKey: true, circuitBreaker: "half_open", maxLoad: 1_000_000
+    hasAPIKey: true, circuitBreaker: "half_open", maxLoad: 1_000_000, status: .notReady
+)
+
+/// A draining worker: job status with its in-flight count.
+private let drainingWorker = Wire.WorkerInfo(
+    id: "w3", url: "http://w:3", modelID: "m", workerType: .regular, load: 7, connectionMode: "HTTP", runtimeType: .openai,
+    jobStatus: Wire.JobStatus(jobType: .removeWorker, workerURL: "http://w:3", status: .draining, message: "draining", timestamp: 1, inFlight: 7),
+    circuitBreaker: "closed", status: .draining
 )
 
 /// Zero values in the optionals, unrecognised enum numbers, empty maps.
@@ -38,7 +45,7 @@ private let oddWorker = Wire.WorkerInfo(
     id: "w2", url: "https://[::1]:9000/prefix", modelID: "", priority: 0, cost: -0.5,
     workerType: .unrecognized(99), isHealthy: false, load: 0, connectionMode: "", runtimeType: .unrecognized(-1),
     bootstrapPort: 0, metadata: [:], jobStatus: Wire.JobStatus(jobType: .unrecognized(99), status: .unrecognized(1234), timestamp: -1),
-    labels: [:], healthCheck: zeroHealthCheck, hasAPIKey: false, circuitBreaker: "", maxLoad: 0
+    labels: [:], healthCheck: zeroHealthCheck, hasAPIKey: false, circuitBreaker: "", maxLoad: 0, status: .unrecognized(77)
 )
 
 /// One envelope per body case, every field set to a non-default value.
@@ -65,9 +72,11 @@ let everyBodyCase: [(name: String, envelope: Wire.Envelope)] = [
         status: "accepted", workerID: "123e4567-e89b-12d3-a456-426614174000", url: "http://w:1",
         location: "/workers/123e4567-e89b-12d3-a456-426614174000", message: "registration queued"
     )))),
-    ("listWorkers", Wire.Envelope(streamID: 9, body: .listWorkers)),
+    ("listWorkers", Wire.Envelope(streamID: 9, body: .listWorkers(.init()))),
+    ("listWorkers filtered", Wire.Envelope(streamID: 9, body: .listWorkers(.init(model: "m/é", status: .draining, workerType: .prefill)))),
+    ("listWorkers unknown filters", Wire.Envelope(streamID: 9, body: .listWorkers(.init(status: .unrecognized(42), workerType: .unrecognized(9))))),
     ("listWorkersReply", Wire.Envelope(streamID: 10, body: .listWorkersReply(.init(
-        workers: [fullWorker, oddWorker, Wire.WorkerInfo()], total: 3, stats: .init(prefillCount: 1, decodeCount: 2, regularCount: 3)
+        workers: [fullWorker, oddWorker, drainingWorker, Wire.WorkerInfo()], total: 4, stats: .init(prefillCount: 1, decodeCount: 2, regularCount: 3)
     )))),
     ("listWorkersReply zero stats", Wire.Envelope(streamID: 11, body: .listWorkersReply(.init(workers: [], total: 0, stats: .init())))),
     ("listWorkersReply no stats", Wire.Envelope(streamID: 12, body: .listWorkersReply(.init(workers: [oddWorker], total: 1, stats: nil)))),
@@ -85,6 +94,10 @@ let everyBodyCase: [(name: String, envelope: Wire.Envelope)] = [
     ("updateWorkerReply", Wire.Envelope(streamID: 20, body: .updateWorkerReply(.init(status: "accepted", workerID: "w", message: "updated")))),
     ("removeWorker", Wire.Envelope(streamID: 21, body: .removeWorker(.init(workerID: "w-to-remove")))),
     ("removeWorkerReply", Wire.Envelope(streamID: 22, body: .removeWorkerReply(.init(status: "accepted", workerID: "w", message: "removed")))),
+    ("removeWorker force", Wire.Envelope(streamID: 21, body: .removeWorker(.init(workerID: "w-to-remove", force: true)))),
+    ("removeWorkerReply draining", Wire.Envelope(streamID: 22, body: .removeWorkerReply(.init(
+        status: "accepted", workerID: "w", message: "draining", workerStatus: .draining, inFlight: .max
+    )))),
     ("listModels", Wire.Envelope(streamID: 23, body: .listModels)),
     ("listModelsReply", Wire.Envelope(streamID: 24, body: .listModelsReply(.init(models: [
         .init(id: "m1", workerCount: 3, healthyWorkerCount: 2), .init(id: "模型", workerCount: 1, healthyWorkerCount: 0), .init(),

@@ -110,7 +110,7 @@ let goldenVectors: [(name: String, envelope: Wire.Envelope)] = [
         status: "accepted", workerID: goldenWorkerID, url: "http://10.0.0.7:30000", location: "/workers/\(goldenWorkerID)",
         message: "Worker addition queued for background processing"
     )))),
-    ("list_workers", Wire.Envelope(streamID: 2, body: .listWorkers)),
+    ("list_workers", Wire.Envelope(streamID: 2, body: .listWorkers(.init()))),
     ("list_workers_reply", Wire.Envelope(streamID: 3, body: .listWorkersReply(.init(
         workers: [
             goldenWorker,

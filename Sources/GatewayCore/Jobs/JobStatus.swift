@@ -8,6 +8,8 @@ public enum JobType: String, Sendable, CaseIterable {
 /// Where a tracked job stands. A job that succeeds stops being tracked.
 public enum JobState: String, Sendable, CaseIterable {
     case pending, processing, failed
+    /// A removal waiting for the worker's in-flight requests to end (`in_flight` tells how many).
+    case draining
 }
 
 /// The status of a worker's job, as `job_status` in WorkerInfo.

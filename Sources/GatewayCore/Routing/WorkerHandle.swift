@@ -1,27 +1,34 @@
 import Synchronization
 
 /// The live, shared state of one worker that every request touches: its in-flight
-/// count and its circuit breaker.
+/// count and its ``WorkerHealth`` (active-check verdict and circuit breaker).
 ///
 /// One handle per registered worker, stable for the worker's life, so routing can
-/// keep references across registry snapshots. Reads on the request path are
-/// lock-free (two atomics); the breaker's lock is taken only to record an outcome
-/// or to half-open an open breaker.
+/// keep references across registry snapshots. The health lives here and nowhere
+/// else, as one atomic word: reads on the request path are lock-free (one load and
+/// a compare), and each event is a compare-and-swap of the whole state, so the
+/// checks and the breaker always change together. The registry feeds the check
+/// events (under its lock, so it can republish routing when they change what is
+/// routable); the request path feeds the breaker.
 public final class WorkerHandle: Sendable, Equatable {
     public let id: WorkerID
     private let inFlight = Atomic<Int>(0)
-    /// While the breaker is open: the instant (nanoseconds on the continuous clock)
-    /// until which it refuses requests; 0 otherwise.
-    private let openUntil = Atomic<Int64>(0)
-    private let breaker: Mutex<CircuitBreaker>
+    /// ``WorkerHealth/bits`` of the worker's health.
+    private let health: Atomic<UInt64>
+    private let breakerConfiguration: CircuitBreaker.Configuration
     /// Breaker transitions so far, by the state entered (for metrics): open, half-open, closed.
     private let openedCount = Atomic<Int>(0)
     private let halfOpenedCount = Atomic<Int>(0)
     private let closedCount = Atomic<Int>(0)
+    /// Who waits for the load to reach 0, and the cut signal (drain).
+    private let signals = WorkerHandleSignals()
 
-    public init(id: WorkerID, breaker: CircuitBreaker.Configuration = .init()) {
+    /// - Parameter passing: whether the worker's checks pass from the start (a new
+    ///   worker's do not until its registration probe succeeds).
+    public init(id: WorkerID, breaker: CircuitBreaker.Configuration = .init(), passing: Bool = false) {
         self.id = id
-        self.breaker = Mutex(CircuitBreaker(configuration: breaker))
+        self.breakerConfiguration = breaker
+        self.health = Atomic(WorkerHealth(passing: passing).bits)
     }
 
     /// Handles are equal when they are the same handle.
@@ -37,40 +44,116 @@ public final class WorkerHandle: Sendable, Equatable {
     }
 
     public func endRequest() {
-        inFlight.subtract(1, ordering: .relaxed)
+        // Sequentially consistent against the drain's "register, then read the load".
+        if inFlight.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
+            signals.loadReachedZero()
+        }
+    }
+
+    // MARK: Drain
+
+    /// Returns once no request runs on the worker (at once when none does), or when
+    /// the calling task is cancelled. Used by the drain job.
+    public func waitUntilIdle() async {
+        await signals.waitUntilIdle { [self] in self.inFlight.load(ordering: .sequentiallyConsistent) }
+    }
+
+    /// Why the requests running on this worker must end now; nil until the drain
+    /// timeout cuts them. A request path that relays a long answer checks it, or
+    /// observes it with ``onCut(_:)``.
+    public var cut: WorkerCut? { signals.cut }
+
+    /// Runs `action` once when the worker's running requests must end now (at once
+    /// if that already happened). The request path registers when it starts relaying
+    /// an answer and cancels the observation (or releases it) when the answer ends:
+    ///
+    /// ```swift
+    /// let observation = candidate.handle.onCut { cut in relay.fail(code: cut.code, message: cut.message) }
+    /// defer { observation.cancel() }
+    /// ```
+    ///
+    /// `action` runs on the drain job's task; it should only signal (cancel a task,
+    /// finish a stream), not do the work.
+    public func onCut(_ action: @escaping @Sendable (WorkerCut) -> Void) -> WorkerCutObservation {
+        WorkerCutObservation(signals: signals, token: signals.observeCut(action))
+    }
+
+    /// Tells every request running on the worker to end now (the drain job, at its deadline).
+    public func cutRequests(_ reason: WorkerCut) {
+        signals.cutRequests(reason)
+    }
+
+    // MARK: Health
+
+    /// The worker's health now (a copy; events go through the methods below).
+    public var healthNow: WorkerHealth { WorkerHealth(bits: health.load(ordering: .acquiring)) }
+
+    /// Whether the active checks pass.
+    public var checksPass: Bool { healthNow.checksPass }
+
+    /// Applies one event to the health state atomically; returns what `event` returned.
+    /// The word is written only when the state changed (a success on a closed breaker,
+    /// the common case, writes nothing).
+    @discardableResult
+    func updateHealth<T>(_ event: (inout WorkerHealth) -> T) -> T {
+        var current = health.load(ordering: .acquiring)
+        while true {
+            var state = WorkerHealth(bits: current)
+            let result = event(&state)
+            let next = state.bits
+            if next == current { return result }
+            let (exchanged, original) = health.compareExchange(expected: current, desired: next, ordering: .acquiringAndReleasing)
+            if exchanged { return result }
+            current = original
+        }
+    }
+
+    /// Active-check events (fed by the registry). A passing probe also half-opens an open breaker.
+    func recordProbe(succeeded: Bool, _ policy: WorkerHealth.CheckPolicy) -> WorkerHealth.Change {
+        let change = updateHealth { succeeded ? $0.probeSucceeded(policy) : $0.probeFailed(policy) }
+        count(change.breaker)
+        return change
+    }
+
+    func recordRefused(_ policy: WorkerHealth.CheckPolicy) -> WorkerHealth.Change {
+        updateHealth { $0.connectionRefused(policy) }
+    }
+
+    func setChecks(passing: Bool) {
+        updateHealth { $0.setChecks(passing: passing) }
+    }
+
+    /// A fresh state: checks as given, breaker closed (a registration that just completed).
+    func resetHealth(passing: Bool) {
+        updateHealth { $0 = WorkerHealth(passing: passing) }
     }
 
     // MARK: Circuit breaker
 
     /// Whether the breaker lets a request through at `now` (half-opening it when its
-    /// open time is over).
+    /// open time is over). Lock-free: a load and a compare unless the breaker is open
+    /// and its time is up.
     public func breakerAllows(at now: ContinuousClock.Instant) -> (allowed: Bool, transition: CircuitBreaker.Transition?) {
-        let until = openUntil.load(ordering: .acquiring)
-        if until == 0 { return (true, nil) }
-        if now.nanoseconds < until { return (false, nil) }
-        let result = breaker.withLock { breaker in
-            let result = breaker.allowsRequest(at: now)
-            if result.allowed { openUntil.store(0, ordering: .releasing) }
-            return result
+        guard breakerConfiguration.isEnabled else { return (true, nil) }
+        let bits = health.load(ordering: .acquiring)
+        if let verdict = WorkerHealth.admitsWithoutChange(bits: bits, at: now) {
+            return (verdict, nil)
         }
+        let result = updateHealth { $0.admitRequest(at: now, breakerConfiguration) }
         count(result.transition)
         return result
     }
 
+    /// The worker answered a request (any status below 500).
     public func recordSuccess() -> CircuitBreaker.Transition? {
-        let transition = breaker.withLock { $0.recordSuccess() }
+        let transition = updateHealth { $0.requestSucceeded(breakerConfiguration) }
         count(transition)
         return transition
     }
 
+    /// The worker failed a request (transport error or 5xx).
     public func recordFailure(at now: ContinuousClock.Instant) -> CircuitBreaker.Transition? {
-        let transition = breaker.withLock { breaker in
-            let transition = breaker.recordFailure(at: now)
-            if transition == .opened {
-                openUntil.store((now + breaker.configuration.openDuration).nanoseconds, ordering: .releasing)
-            }
-            return transition
-        }
+        let transition = updateHealth { $0.requestFailed(at: now, breakerConfiguration) }
         count(transition)
         return transition
     }
@@ -94,19 +177,8 @@ public final class WorkerHandle: Sendable, Equatable {
     }
 
     public func breakerState(at now: ContinuousClock.Instant) -> CircuitBreaker.State {
-        breaker.withLock { $0.state(at: now) }
+        healthNow.breakerState(at: now)
     }
-}
-
-extension ContinuousClock.Instant {
-    /// Nanoseconds since an arbitrary fixed origin (for lock-free comparisons).
-    var nanoseconds: Int64 {
-        let origin = Self.origin
-        let (seconds, attoseconds) = (self - origin).components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-
-    private static let origin = ContinuousClock.now - .seconds(1_000_000)
 }
 
 /// One worker as routing sees it in a snapshot: its settings at the time of the

@@ -38,8 +38,9 @@ public struct HealthCheckConfig: Sendable, Equatable {
         self.disabled = disabled
     }
 
-    public var thresholds: HealthStateMachine.Thresholds {
-        .init(failure: failureThreshold, success: successThreshold)
+    /// What the worker's health state machine needs of these settings.
+    public var checkPolicy: WorkerHealth.CheckPolicy {
+        .init(failureThreshold: failureThreshold, successThreshold: successThreshold, checksDisabled: disabled)
     }
 }
 
@@ -185,10 +186,27 @@ public struct WorkerProbeResult: Sendable, Equatable {
 public enum WorkerPhase: Sendable, Equatable {
     /// Accepted; the add job has not finished. Not routable.
     case registering
-    /// Probed and registered; routable while healthy.
+    /// Probed and registered; routable while its checks pass.
     case ready
     /// The add job gave up; kept so the operator can see why, until removed or re-added.
     case failed
+    /// Deleted: out of routing, kept until its in-flight requests have ended (or the
+    /// drain timeout cut them). Its URL is free again meanwhile.
+    case draining
+}
+
+/// A worker's `status` in WorkerInfo (smg 1.x's names). Only `ready` takes new traffic.
+public enum WorkerStatus: String, Sendable, CaseIterable {
+    /// The add job runs (or the worker was restored and is being probed again).
+    case pending
+    /// Registered and its active checks pass.
+    case ready
+    /// Registered, but its active checks fail (or a request found nothing listening).
+    case notReady = "not_ready"
+    /// The add job gave up (`job_status` says why). Posting its URL again retries it.
+    case failed
+    /// Deleted; waiting for its in-flight requests to end before it is removed.
+    case draining
 }
 
 /// A consistent snapshot of one registered worker, as the API shows it.
@@ -201,12 +219,12 @@ public struct Worker: Sendable, Equatable {
     /// Nil until detected (or given at registration).
     public var runtimeType: RuntimeType?
     public var metadata: [String: String]
-    public var isHealthy: Bool
     /// The tracked job, while there is one.
     public var job: JobStatus?
     /// Registration order; the list is sorted by it.
     public let sequence: UInt64
-    /// Live load and circuit breaker.
+    /// Live load and health (active checks and circuit breaker): read live, not
+    /// as of this snapshot.
     public let handle: WorkerHandle
 
     /// In-flight requests now.
@@ -214,8 +232,30 @@ public struct Worker: Sendable, Equatable {
 
     public var url: WorkerURL { spec.url }
 
-    /// Whether routing may send this worker traffic.
-    public var isRoutable: Bool { phase == .ready && isHealthy }
+    /// WorkerInfo's `is_healthy`: whether the worker takes a new request now. Ready
+    /// (registered, active checks passing) **and** its circuit breaker not open: a
+    /// worker whose breaker is open is never shown healthy, since routing skips it.
+    /// A half-open breaker takes trial requests, so it counts as healthy.
+    public var isHealthy: Bool { isHealthy(at: .now) }
+
+    public func isHealthy(at now: ContinuousClock.Instant) -> Bool {
+        guard phase == .ready else { return false }
+        let health = handle.healthNow
+        return health.checksPass && health.breakerLetsThrough(at: now)
+    }
+
+    /// Whether routing may send this worker traffic now (the same as ``isHealthy``).
+    public var isRoutable: Bool { isHealthy }
+
+    /// Where the worker is in its life and what its active checks say (live).
+    public var status: WorkerStatus {
+        switch phase {
+        case .registering: .pending
+        case .failed: .failed
+        case .draining: .draining
+        case .ready: handle.checksPass ? .ready : .notReady
+        }
+    }
 
     public static let unknownModelID = "unknown"
 }

@@ -32,7 +32,10 @@ public final class WorkerRegistry: Sendable {
 
     private struct Entry {
         var worker: Worker
-        var health: HealthStateMachine
+        /// Since when it is `not_ready` or `failed` (for `--remove-unhealthy-workers`).
+        var unhealthySince: ContinuousClock.Instant?
+        /// When this registry added it (the store reconciler's ghost rule).
+        var addedAt: ContinuousClock.Instant = .now
     }
 
     private struct State {
@@ -66,7 +69,8 @@ public final class WorkerRegistry: Sendable {
             for id in order {
                 guard let worker = entries[id]?.worker, worker.phase == .ready else { continue }
                 known.insert(worker.modelID)
-                guard worker.isHealthy else { continue }
+                // The breaker is asked per request; the snapshot follows the checks only.
+                guard worker.handle.checksPass else { continue }
                 byModel[worker.modelID, default: []].append(
                     RouteCandidate(
                         handle: worker.handle, url: worker.url, modelID: worker.modelID, priority: worker.spec.priority,
@@ -81,15 +85,24 @@ public final class WorkerRegistry: Sendable {
 
     private let state = Mutex(State())
     private let wallClock: @Sendable () -> Int64
+    private let monotonicClock: @Sendable () -> ContinuousClock.Instant
     private let breakerConfiguration: CircuitBreaker.Configuration
 
     /// - Parameters:
     ///   - wallClock: seconds since the Unix epoch, for job timestamps.
     ///   - breaker: the circuit-breaker settings of every worker.
-    public init(wallClock: @escaping @Sendable () -> Int64, breaker: CircuitBreaker.Configuration = .init()) {
+    ///   - monotonicClock: the time a worker became unhealthy is taken from it (tests inject one).
+    public init(
+        wallClock: @escaping @Sendable () -> Int64, breaker: CircuitBreaker.Configuration = .init(),
+        monotonicClock: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
+    ) {
         self.wallClock = wallClock
         self.breakerConfiguration = breaker
+        self.monotonicClock = monotonicClock
     }
+
+    /// Seconds since the Unix epoch on the registry's wall clock (the one of its job timestamps).
+    public var wallClockNow: Int64 { wallClock() }
 
     /// The current routing view, rebuilt here (under the lock) when a change left it stale.
     public var routingSnapshot: RoutingSnapshot {
@@ -109,6 +122,7 @@ public final class WorkerRegistry: Sendable {
                 entry.worker.modelID = spec.modelID ?? Worker.unknownModelID
                 entry.worker.runtimeType = spec.runtimeType
                 entry.worker.job = Self.addJob(spec, .pending, "registration queued (retrying a failed add)", now)
+                entry.unhealthySince = nil
                 state.entries[id] = entry
                 return .retried(entry.worker)
             }
@@ -121,13 +135,12 @@ public final class WorkerRegistry: Sendable {
                 modelID: spec.modelID ?? Worker.unknownModelID,
                 runtimeType: spec.runtimeType,
                 metadata: [:],
-                isHealthy: false,
                 job: Self.addJob(spec, .pending, "registration queued", now),
                 sequence: state.nextSequence,
                 handle: WorkerHandle(id: id, breaker: breakerConfiguration)
             )
             state.nextSequence += 1
-            state.entries[id] = Entry(worker: worker, health: HealthStateMachine(healthy: false))
+            state.entries[id] = Entry(worker: worker, addedAt: monotonicClock())
             state.idByURL[spec.url] = id
             state.order.append(id)
             return .created(worker)
@@ -149,12 +162,11 @@ public final class WorkerRegistry: Sendable {
                 modelID: stored.spec.modelID ?? Worker.unknownModelID,
                 runtimeType: stored.spec.runtimeType,
                 metadata: [:],
-                isHealthy: false,
                 job: Self.addJob(stored.spec, .pending, "restored from the state file; probing again", now),
                 sequence: stored.sequence,
                 handle: WorkerHandle(id: stored.id, breaker: breakerConfiguration)
             )
-            state.entries[stored.id] = Entry(worker: worker, health: HealthStateMachine(healthy: false))
+            state.entries[stored.id] = Entry(worker: worker, addedAt: monotonicClock())
             state.idByURL[stored.spec.url] = stored.id
             // Keep registration order: insert by sequence.
             let index = state.order.firstIndex { (state.entries[$0]?.worker.sequence ?? 0) > stored.sequence } ?? state.order.count
@@ -187,9 +199,9 @@ public final class WorkerRegistry: Sendable {
             entry.worker.modelID = entry.worker.spec.modelID ?? probe.modelID
             entry.worker.runtimeType = entry.worker.spec.runtimeType ?? probe.runtimeType
             entry.worker.metadata = probe.metadata
-            entry.worker.isHealthy = true
             entry.worker.job = nil
-            entry.health.reset(healthy: true)
+            entry.unhealthySince = nil
+            entry.worker.handle.resetHealth(passing: true)
             state.entries[id] = entry
             state.publish()
             return entry.worker
@@ -200,10 +212,11 @@ public final class WorkerRegistry: Sendable {
     @discardableResult
     public func failRegistration(_ id: WorkerID, message: String) -> Bool {
         let now = wallClock()
+        let instant = monotonicClock()
         return state.withLock { state in
             guard var entry = state.entries[id], entry.worker.phase == .registering else { return false }
             entry.worker.phase = .failed
-            entry.worker.isHealthy = false
+            entry.unhealthySince = instant
             entry.worker.job = Self.addJob(entry.worker.spec, .failed, message, now)
             state.entries[id] = entry
             return true
@@ -221,10 +234,10 @@ public final class WorkerRegistry: Sendable {
         state.withLock { state in
             guard var entry = state.entries[id] else { return nil }
             entry.worker.spec = update.applied(to: entry.worker.spec)
-            if entry.worker.spec.healthCheck.disabled, entry.worker.phase == .ready, !entry.worker.isHealthy {
+            if entry.worker.spec.healthCheck.disabled, entry.worker.phase == .ready, !entry.worker.handle.checksPass {
                 // Without checks nothing could ever mark it healthy again.
-                entry.worker.isHealthy = true
-                entry.health.reset(healthy: true)
+                entry.worker.handle.setChecks(passing: true)
+                entry.unhealthySince = nil
             }
             state.entries[id] = entry
             if entry.worker.phase == .ready { state.publish() }
@@ -234,42 +247,168 @@ public final class WorkerRegistry: Sendable {
 
     /// Removes a worker at once (it leaves routing immediately). Returns what was removed.
     public func remove(_ id: WorkerID) -> Worker? {
-        state.withLock { state in
-            guard let entry = state.entries.removeValue(forKey: id) else { return nil }
-            state.idByURL.removeValue(forKey: entry.worker.spec.url)
-            if let index = state.order.firstIndex(of: id) { state.order.remove(at: index) }
-            if entry.worker.phase == .ready { state.publish() }
+        state.withLock { state in Self.remove(id, from: &state) }
+    }
+
+    private static func remove(_ id: WorkerID, from state: inout State) -> Worker? {
+        guard let entry = state.entries.removeValue(forKey: id) else { return nil }
+        // A draining worker gave its URL up already (it may belong to a new worker now).
+        if state.idByURL[entry.worker.spec.url] == id { state.idByURL.removeValue(forKey: entry.worker.spec.url) }
+        if let index = state.order.firstIndex(of: id) { state.order.remove(at: index) }
+        if entry.worker.phase == .ready { state.publish() }
+        return entry.worker
+    }
+
+    // MARK: Draining
+
+    /// What `delete` did.
+    public enum Deletion: Sendable, Equatable {
+        /// Gone at once: it was pending (its add job must be cancelled) or failed, or `force` was given.
+        case removed(Worker)
+        /// Out of routing, draining: its drain job must be started.
+        case draining(Worker)
+        /// It was draining already (nothing new to start).
+        case alreadyDraining(Worker)
+
+        public var worker: Worker {
+            switch self {
+            case .removed(let w), .draining(let w), .alreadyDraining(let w): w
+            }
+        }
+    }
+
+    /// `DELETE /workers/{id}`: a ready worker starts draining (unless `force`); any
+    /// other is removed at once. Nil when unknown.
+    public func delete(_ id: WorkerID, force: Bool, drainDeadline: Int64) -> Deletion? {
+        let worker: Worker? = state.withLock { state in state.entries[id]?.worker }
+        guard let worker else { return nil }
+        switch worker.phase {
+        case .draining:
+            if force { return remove(id).map(Deletion.removed) }
+            return .alreadyDraining(worker)
+        case .ready where !force:
+            // Lost a race with a removal or a change of phase: decide again.
+            guard let draining = beginDrain(id, deadline: drainDeadline) else { return delete(id, force: force, drainDeadline: drainDeadline) }
+            return .draining(draining)
+        default:
+            return remove(id).map(Deletion.removed)
+        }
+    }
+
+    /// Takes a ready worker out of routing at once and marks it draining; its URL is
+    /// free from now on (posting it again registers a new worker). Nil when the worker
+    /// is unknown or not ready (a pending or failed worker has nothing to drain: remove it).
+    ///
+    /// - Parameter deadline: seconds since the Unix epoch when its requests will be cut (for `job_status`).
+    public func beginDrain(_ id: WorkerID, deadline: Int64) -> Worker? {
+        let now = wallClock()
+        return state.withLock { state in
+            guard var entry = state.entries[id], entry.worker.phase == .ready else { return nil }
+            entry.worker.phase = .draining
+            entry.worker.job = JobStatus(
+                jobType: .removeWorker, workerURL: entry.worker.url.description, state: .draining,
+                message: "out of routing; removed once its in-flight requests end, or at \(Self.isoTime(deadline)) (--drain-timeout-secs) when they are cut",
+                timestamp: now
+            )
+            state.entries[id] = entry
+            if state.idByURL[entry.worker.spec.url] == id { state.idByURL.removeValue(forKey: entry.worker.spec.url) }
+            state.publish()
             return entry.worker
+        }
+    }
+
+    /// The drain ended: removes the worker if it is still draining. Nil otherwise
+    /// (removed meanwhile with `force`).
+    @discardableResult
+    public func finishDrain(_ id: WorkerID) -> Worker? {
+        state.withLock { state in
+            guard state.entries[id]?.worker.phase == .draining else { return nil }
+            return Self.remove(id, from: &state)
+        }
+    }
+
+    /// `2026-12-03T12:00:00Z` for seconds since the Unix epoch (no Foundation in Core).
+    static func isoTime(_ seconds: Int64) -> String {
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let second = seconds - days * 86_400
+        // Civil from days (Howard Hinnant's algorithm).
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(year)-\(two(month))-\(two(day))T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60))Z"
+    }
+
+    // MARK: Shared store
+
+    /// Every worker as the store reconciler compares it with the store's rows.
+    public func reconcileView() -> [StoreReconciler.Local] {
+        state.withLock { state in
+            state.order.compactMap { id in
+                guard let entry = state.entries[id] else { return nil }
+                return StoreReconciler.Local(id: id, spec: entry.worker.spec, phase: entry.worker.phase, addedAt: entry.addedAt)
+            }
+        }
+    }
+
+    // MARK: Unhealthy workers
+
+    /// Workers that have been `not_ready` or `failed` for at least `limit(worker)`, in
+    /// registration order (`--remove-unhealthy-workers` removes them).
+    public func unhealthyWorkers(for limit: (Worker) -> Duration) -> [Worker] {
+        let now = monotonicClock()
+        return state.withLock { state in
+            state.order.compactMap { id in
+                guard let entry = state.entries[id], let since = entry.unhealthySince else { return nil }
+                let status = entry.worker.status
+                guard status == .notReady || status == .failed, now - since >= limit(entry.worker) else { return nil }
+                return entry.worker
+            }
         }
     }
 
     // MARK: Health
 
-    /// Feeds one active health-probe result. Returns the transition, if any.
+    /// Feeds one active health-probe result to the worker's ``WorkerHealth``. Returns
+    /// what changed (a passing probe also half-opens an open breaker).
     @discardableResult
-    public func recordProbe(_ id: WorkerID, succeeded: Bool) -> HealthStateMachine.Transition? {
-        state.withLock { state in
-            guard var entry = state.entries[id], entry.worker.phase == .ready else { return nil }
-            let thresholds = entry.worker.spec.healthCheck.thresholds
-            let transition = succeeded ? entry.health.probeSucceeded(thresholds) : entry.health.probeFailed(thresholds)
-            entry.worker.isHealthy = entry.health.isHealthy
-            state.entries[id] = entry
-            if transition != nil { state.publish() }
-            return transition
+    public func recordProbe(_ id: WorkerID, succeeded: Bool) -> WorkerHealth.Change {
+        let now = monotonicClock()
+        return state.withLock { state in
+            guard let worker = state.entries[id]?.worker, worker.phase == .ready else { return .none }
+            let change = worker.handle.recordProbe(succeeded: succeeded, worker.spec.healthCheck.checkPolicy)
+            Self.noteChecks(change.checks, of: id, at: now, in: &state)
+            return change
         }
     }
 
-    /// A request found nothing listening at the worker: unhealthy at once.
+    /// Republishes routing and keeps the time the worker became unhealthy.
+    private static func noteChecks(_ transition: WorkerHealth.CheckTransition?, of id: WorkerID, at now: ContinuousClock.Instant, in state: inout State) {
+        switch transition {
+        case nil: return
+        case .becameUnhealthy: state.entries[id]?.unhealthySince = now
+        case .becameHealthy: state.entries[id]?.unhealthySince = nil
+        }
+        state.publish()
+    }
+
+    /// A request or probe found nothing listening at the worker: its checks fail at
+    /// once (ignored when its checks are disabled: nothing would ever pass them again;
+    /// the breaker handles that worker). Returns the check transition, if any.
     @discardableResult
-    public func recordConnectionRefused(_ id: WorkerID) -> HealthStateMachine.Transition? {
-        state.withLock { state in
-            // Without active checks nothing would ever mark it healthy again: the breaker handles it.
-            guard var entry = state.entries[id], entry.worker.phase == .ready, !entry.worker.spec.healthCheck.disabled else { return nil }
-            let transition = entry.health.connectionRefused()
-            entry.worker.isHealthy = entry.health.isHealthy
-            state.entries[id] = entry
-            if transition != nil { state.publish() }
-            return transition
+    public func recordConnectionRefused(_ id: WorkerID) -> WorkerHealth.CheckTransition? {
+        let now = monotonicClock()
+        return state.withLock { state in
+            guard let worker = state.entries[id]?.worker, worker.phase == .ready else { return nil }
+            let change = worker.handle.recordRefused(worker.spec.healthCheck.checkPolicy)
+            Self.noteChecks(change.checks, of: id, at: now, in: &state)
+            return change.checks
         }
     }
 

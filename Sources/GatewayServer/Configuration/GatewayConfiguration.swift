@@ -103,7 +103,7 @@ public struct GatewayConfiguration: Sendable {
         }
     }
 
-    /// How workers are registered.
+    /// How workers are registered and removed.
     public typealias Registration = RegistrationSettings
 
     /// How inference requests are routed and forwarded.

@@ -51,9 +51,9 @@ extension Wire.Envelope {
         case .addWorkerReply(let reply):
             m.pointee.body_case = MODELGATEWAY__V1__ENVELOPE__BODY_ADD_WORKER_REPLY
             m.pointee.add_worker_reply = try reply.make(in: arena)
-        case .listWorkers:
+        case .listWorkers(let request):
             m.pointee.body_case = MODELGATEWAY__V1__ENVELOPE__BODY_LIST_WORKERS
-            m.pointee.list_workers = arena.message(modelgateway__v1__list_workers_request__init)
+            m.pointee.list_workers = try request.make(in: arena)
         case .listWorkersReply(let reply):
             m.pointee.body_case = MODELGATEWAY__V1__ENVELOPE__BODY_LIST_WORKERS_REPLY
             m.pointee.list_workers_reply = try reply.make(in: arena)
@@ -142,7 +142,7 @@ extension Wire.Envelope {
         case MODELGATEWAY__V1__ENVELOPE__BODY_ADD_WORKER_REPLY:
             body = try p.add_worker_reply.map { (r) throws(WireError) in .addWorkerReply(try Wire.AddWorkerReply(c: r)) }
         case MODELGATEWAY__V1__ENVELOPE__BODY_LIST_WORKERS:
-            body = .listWorkers
+            body = try p.list_workers.map { (r) throws(WireError) in .listWorkers(try Wire.ListWorkersRequest(c: r)) }
         case MODELGATEWAY__V1__ENVELOPE__BODY_LIST_WORKERS_REPLY:
             body = try p.list_workers_reply.map { (r) throws(WireError) in .listWorkersReply(try Wire.ListWorkersReply(c: r)) }
         case MODELGATEWAY__V1__ENVELOPE__BODY_GET_WORKER:

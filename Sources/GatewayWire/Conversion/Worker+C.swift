@@ -28,6 +28,7 @@ extension Wire.JobStatus {
         m.pointee.status = Modelgateway__V1__JobState(rawValue: UInt32(bitPattern: status.rawValue))
         m.pointee.message = try arena.string(message, field: "JobStatus.message")
         m.pointee.timestamp = timestamp
+        m.pointee.in_flight = inFlight
         return m
     }
 
@@ -37,7 +38,8 @@ extension Wire.JobStatus {
             workerURL: try CRead.string(m.pointee.worker_url, field: "JobStatus.worker_url"),
             status: .init(rawValue: Int32(bitPattern: m.pointee.status.rawValue)),
             message: try CRead.string(m.pointee.message, field: "JobStatus.message"),
-            timestamp: m.pointee.timestamp
+            timestamp: m.pointee.timestamp,
+            inFlight: m.pointee.in_flight
         )
     }
 }
@@ -125,6 +127,7 @@ extension Wire.WorkerInfo {
             m.pointee.max_load_opt_case = MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT_MAX_LOAD
             m.pointee.max_load = maxLoad
         }
+        m.pointee.status = Modelgateway__V1__WorkerStatus(rawValue: UInt32(bitPattern: status.rawValue))
         return m
     }
 
@@ -148,7 +151,26 @@ extension Wire.WorkerInfo {
             healthCheck: try p.health_check.map { (s) throws(WireError) in try Wire.HealthCheckSettings(c: s) },
             hasAPIKey: CRead.bool(p.has_api_key),
             circuitBreaker: try CRead.string(p.circuit_breaker, field: "WorkerInfo.circuit_breaker"),
-            maxLoad: p.max_load_opt_case == MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT_MAX_LOAD ? p.max_load : nil
+            maxLoad: p.max_load_opt_case == MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT_MAX_LOAD ? p.max_load : nil,
+            status: .init(rawValue: Int32(bitPattern: p.status.rawValue))
+        )
+    }
+}
+
+extension Wire.ListWorkersRequest {
+    func make(in arena: Arena) throws(WireError) -> UnsafeMutablePointer<Modelgateway__V1__ListWorkersRequest> {
+        let m = arena.message(modelgateway__v1__list_workers_request__init)
+        m.pointee.model = try arena.string(model, field: "ListWorkersRequest.model")
+        m.pointee.status = Modelgateway__V1__WorkerStatus(rawValue: UInt32(bitPattern: status.rawValue))
+        m.pointee.worker_type = Modelgateway__V1__WorkerType(rawValue: UInt32(bitPattern: workerType.rawValue))
+        return m
+    }
+
+    init(c m: UnsafePointer<Modelgateway__V1__ListWorkersRequest>) throws(WireError) {
+        self.init(
+            model: try CRead.string(m.pointee.model, field: "ListWorkersRequest.model"),
+            status: .init(rawValue: Int32(bitPattern: m.pointee.status.rawValue)),
+            workerType: .init(rawValue: Int32(bitPattern: m.pointee.worker_type.rawValue))
         )
     }
 }
@@ -360,6 +382,8 @@ extension Wire.AcceptedReply {
         m.pointee.status = try arena.string(status, field: "RemoveWorkerReply.status")
         m.pointee.worker_id = try arena.string(workerID, field: "RemoveWorkerReply.worker_id")
         m.pointee.message = try arena.string(message, field: "RemoveWorkerReply.message")
+        m.pointee.worker_status = Modelgateway__V1__WorkerStatus(rawValue: UInt32(bitPattern: workerStatus.rawValue))
+        m.pointee.in_flight = inFlight
         return m
     }
 
@@ -367,7 +391,9 @@ extension Wire.AcceptedReply {
         self.init(
             status: try CRead.string(m.pointee.status, field: "RemoveWorkerReply.status"),
             workerID: try CRead.string(m.pointee.worker_id, field: "RemoveWorkerReply.worker_id"),
-            message: try CRead.string(m.pointee.message, field: "RemoveWorkerReply.message")
+            message: try CRead.string(m.pointee.message, field: "RemoveWorkerReply.message"),
+            workerStatus: .init(rawValue: Int32(bitPattern: m.pointee.worker_status.rawValue)),
+            inFlight: m.pointee.in_flight
         )
     }
 }
@@ -376,10 +402,11 @@ extension Wire.RemoveWorkerRequest {
     func make(in arena: Arena) throws(WireError) -> UnsafeMutablePointer<Modelgateway__V1__RemoveWorkerRequest> {
         let m = arena.message(modelgateway__v1__remove_worker_request__init)
         m.pointee.worker_id = try arena.string(workerID, field: "RemoveWorkerRequest.worker_id")
+        m.pointee.force = force.cBoolean
         return m
     }
 
     init(c m: UnsafePointer<Modelgateway__V1__RemoveWorkerRequest>) throws(WireError) {
-        self.init(workerID: try CRead.string(m.pointee.worker_id, field: "RemoveWorkerRequest.worker_id"))
+        self.init(workerID: try CRead.string(m.pointee.worker_id, field: "RemoveWorkerRequest.worker_id"), force: CRead.bool(m.pointee.force))
     }
 }

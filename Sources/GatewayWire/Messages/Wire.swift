@@ -87,7 +87,7 @@ extension Wire {
     }
 
     public enum JobState: OpenEnum {
-        case unspecified, pending, processing, failed
+        case unspecified, pending, processing, failed, draining
         case unrecognized(Int32)
 
         public init(rawValue: Int32) {
@@ -96,6 +96,7 @@ extension Wire {
             case 1: self = .pending
             case 2: self = .processing
             case 3: self = .failed
+            case 4: self = .draining
             default: self = .unrecognized(rawValue)
             }
         }
@@ -106,6 +107,37 @@ extension Wire {
             case .pending: 1
             case .processing: 2
             case .failed: 3
+            case .draining: 4
+            case .unrecognized(let v): v
+            }
+        }
+    }
+
+    /// A worker's status (REST `status`); only `ready` takes new traffic.
+    public enum WorkerStatus: OpenEnum {
+        case unspecified, pending, ready, notReady, failed, draining
+        case unrecognized(Int32)
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .unspecified
+            case 1: self = .pending
+            case 2: self = .ready
+            case 3: self = .notReady
+            case 4: self = .failed
+            case 5: self = .draining
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .unspecified: 0
+            case .pending: 1
+            case .ready: 2
+            case .notReady: 3
+            case .failed: 4
+            case .draining: 5
             case .unrecognized(let v): v
             }
         }
@@ -139,13 +171,19 @@ extension Wire {
         public var message: String
         /// Seconds since the Unix epoch.
         public var timestamp: Int64
+        /// While `status` is `draining`: requests still running on the worker.
+        public var inFlight: UInt64
 
-        public init(jobType: JobType = .unspecified, workerURL: String = "", status: JobState = .unspecified, message: String = "", timestamp: Int64 = 0) {
+        public init(
+            jobType: JobType = .unspecified, workerURL: String = "", status: JobState = .unspecified, message: String = "", timestamp: Int64 = 0,
+            inFlight: UInt64 = 0
+        ) {
             self.jobType = jobType
             self.workerURL = workerURL
             self.status = status
             self.message = message
             self.timestamp = timestamp
+            self.inFlight = inFlight
         }
     }
 
@@ -191,6 +229,8 @@ extension Wire {
         /// "closed", "open" or "half_open".
         public var circuitBreaker: String
         public var maxLoad: UInt32?
+        /// `isHealthy` is true exactly when this is `ready` and `circuitBreaker` is not "open".
+        public var status: WorkerStatus
 
         public init(
             id: String = "", url: String = "", modelID: String = "", priority: UInt32 = 0, cost: Double = 0,
@@ -198,8 +238,9 @@ extension Wire {
             connectionMode: String = "", runtimeType: RuntimeType = .unspecified, bootstrapPort: UInt32? = nil,
             metadata: [String: String] = [:], jobStatus: JobStatus? = nil, labels: [String: String] = [:],
             healthCheck: HealthCheckSettings? = nil, hasAPIKey: Bool = false, circuitBreaker: String = "",
-            maxLoad: UInt32? = nil
+            maxLoad: UInt32? = nil, status: WorkerStatus = .unspecified
         ) {
+            self.status = status
             self.maxLoad = maxLoad
             self.hasAPIKey = hasAPIKey
             self.circuitBreaker = circuitBreaker
@@ -285,8 +326,17 @@ extension Wire {
         }
     }
 
+    /// Filters; empty or unspecified fields match every worker.
     public struct ListWorkersRequest: Sendable, Hashable {
-        public init() {}
+        public var model: String
+        public var status: WorkerStatus
+        public var workerType: WorkerType
+
+        public init(model: String = "", status: WorkerStatus = .unspecified, workerType: WorkerType = .unspecified) {
+            self.model = model
+            self.status = status
+            self.workerType = workerType
+        }
     }
 
     public struct ListWorkersReply: Sendable, Hashable {
@@ -344,18 +394,29 @@ extension Wire {
         public var status: String
         public var workerID: String
         public var message: String
+        /// Remove only: `draining`, or unspecified when the worker is gone already.
+        public var workerStatus: WorkerStatus
+        /// Remove only: requests still running on the worker.
+        public var inFlight: UInt64
 
-        public init(status: String = "", workerID: String = "", message: String = "") {
+        public init(status: String = "", workerID: String = "", message: String = "", workerStatus: WorkerStatus = .unspecified, inFlight: UInt64 = 0) {
             self.status = status
             self.workerID = workerID
             self.message = message
+            self.workerStatus = workerStatus
+            self.inFlight = inFlight
         }
     }
 
     public struct RemoveWorkerRequest: Sendable, Hashable {
         public var workerID: String
+        /// True: removed at once instead of drained.
+        public var force: Bool
 
-        public init(workerID: String = "") { self.workerID = workerID }
+        public init(workerID: String = "", force: Bool = false) {
+            self.workerID = workerID
+            self.force = force
+        }
     }
 }
 
@@ -559,7 +620,7 @@ extension Wire {
             case error(CallError)
             case addWorker(AddWorkerRequest)
             case addWorkerReply(AddWorkerReply)
-            case listWorkers
+            case listWorkers(ListWorkersRequest)
             case listWorkersReply(ListWorkersReply)
             case getWorker(GetWorkerRequest)
             case getWorkerReply(GetWorkerReply)

@@ -706,7 +706,7 @@ void   modelgateway__v1__remove_worker_reply__free_unpacked
   assert(message->base.descriptor == &modelgateway__v1__remove_worker_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor modelgateway__v1__job_status__field_descriptors[5] =
+static const ProtobufCFieldDescriptor modelgateway__v1__job_status__field_descriptors[6] =
 {
   {
     "job_type",
@@ -768,8 +768,21 @@ static const ProtobufCFieldDescriptor modelgateway__v1__job_status__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "in_flight",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Modelgateway__V1__JobStatus, in_flight),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned modelgateway__v1__job_status__field_indices_by_name[] = {
+  5,   /* field[5] = in_flight */
   0,   /* field[0] = job_type */
   3,   /* field[3] = message */
   2,   /* field[2] = status */
@@ -779,7 +792,7 @@ static const unsigned modelgateway__v1__job_status__field_indices_by_name[] = {
 static const ProtobufCIntRange modelgateway__v1__job_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor modelgateway__v1__job_status__descriptor =
 {
@@ -789,7 +802,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__job_status__descriptor =
   "Modelgateway__V1__JobStatus",
   "modelgateway.v1",
   sizeof(Modelgateway__V1__JobStatus),
-  5,
+  6,
   modelgateway__v1__job_status__field_descriptors,
   modelgateway__v1__job_status__field_indices_by_name,
   1,  modelgateway__v1__job_status__number_ranges,
@@ -1090,7 +1103,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__worker_info__labels_entry__de
   (ProtobufCMessageInit) modelgateway__v1__worker_info__labels_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor modelgateway__v1__worker_info__field_descriptors[18] =
+static const ProtobufCFieldDescriptor modelgateway__v1__worker_info__field_descriptors[19] =
 {
   {
     "id",
@@ -1308,6 +1321,18 @@ static const ProtobufCFieldDescriptor modelgateway__v1__worker_info__field_descr
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "status",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Modelgateway__V1__WorkerInfo, status),
+    &modelgateway__v1__worker_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned modelgateway__v1__worker_info__field_indices_by_name[] = {
   10,   /* field[10] = bootstrap_port */
@@ -1326,13 +1351,14 @@ static const unsigned modelgateway__v1__worker_info__field_indices_by_name[] = {
   2,   /* field[2] = model_id */
   3,   /* field[3] = priority */
   9,   /* field[9] = runtime_type */
+  18,   /* field[18] = status */
   1,   /* field[1] = url */
   5,   /* field[5] = worker_type */
 };
 static const ProtobufCIntRange modelgateway__v1__worker_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 18 }
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor modelgateway__v1__worker_info__descriptor =
 {
@@ -1342,7 +1368,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__worker_info__descriptor =
   "Modelgateway__V1__WorkerInfo",
   "modelgateway.v1",
   sizeof(Modelgateway__V1__WorkerInfo),
-  18,
+  19,
   modelgateway__v1__worker_info__field_descriptors,
   modelgateway__v1__worker_info__field_indices_by_name,
   1,  modelgateway__v1__worker_info__number_ranges,
@@ -1735,9 +1761,55 @@ const ProtobufCMessageDescriptor modelgateway__v1__add_worker_reply__descriptor 
   (ProtobufCMessageInit) modelgateway__v1__add_worker_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-#define modelgateway__v1__list_workers_request__field_descriptors NULL
-#define modelgateway__v1__list_workers_request__field_indices_by_name NULL
-#define modelgateway__v1__list_workers_request__number_ranges NULL
+static const ProtobufCFieldDescriptor modelgateway__v1__list_workers_request__field_descriptors[3] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Modelgateway__V1__ListWorkersRequest, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Modelgateway__V1__ListWorkersRequest, status),
+    &modelgateway__v1__worker_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "worker_type",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Modelgateway__V1__ListWorkersRequest, worker_type),
+    &modelgateway__v1__worker_type__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned modelgateway__v1__list_workers_request__field_indices_by_name[] = {
+  0,   /* field[0] = model */
+  1,   /* field[1] = status */
+  2,   /* field[2] = worker_type */
+};
+static const ProtobufCIntRange modelgateway__v1__list_workers_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
 const ProtobufCMessageDescriptor modelgateway__v1__list_workers_request__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
@@ -1746,10 +1818,10 @@ const ProtobufCMessageDescriptor modelgateway__v1__list_workers_request__descrip
   "Modelgateway__V1__ListWorkersRequest",
   "modelgateway.v1",
   sizeof(Modelgateway__V1__ListWorkersRequest),
-  0,
+  3,
   modelgateway__v1__list_workers_request__field_descriptors,
   modelgateway__v1__list_workers_request__field_indices_by_name,
-  0,  modelgateway__v1__list_workers_request__number_ranges,
+  1,  modelgateway__v1__list_workers_request__number_ranges,
   (ProtobufCMessageInit) modelgateway__v1__list_workers_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -2073,7 +2145,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__update_worker_reply__descript
   (ProtobufCMessageInit) modelgateway__v1__update_worker_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor modelgateway__v1__remove_worker_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor modelgateway__v1__remove_worker_request__field_descriptors[2] =
 {
   {
     "worker_id",
@@ -2087,14 +2159,27 @@ static const ProtobufCFieldDescriptor modelgateway__v1__remove_worker_request__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "force",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Modelgateway__V1__RemoveWorkerRequest, force),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned modelgateway__v1__remove_worker_request__field_indices_by_name[] = {
+  1,   /* field[1] = force */
   0,   /* field[0] = worker_id */
 };
 static const ProtobufCIntRange modelgateway__v1__remove_worker_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor modelgateway__v1__remove_worker_request__descriptor =
 {
@@ -2104,14 +2189,14 @@ const ProtobufCMessageDescriptor modelgateway__v1__remove_worker_request__descri
   "Modelgateway__V1__RemoveWorkerRequest",
   "modelgateway.v1",
   sizeof(Modelgateway__V1__RemoveWorkerRequest),
-  1,
+  2,
   modelgateway__v1__remove_worker_request__field_descriptors,
   modelgateway__v1__remove_worker_request__field_indices_by_name,
   1,  modelgateway__v1__remove_worker_request__number_ranges,
   (ProtobufCMessageInit) modelgateway__v1__remove_worker_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor modelgateway__v1__remove_worker_reply__field_descriptors[3] =
+static const ProtobufCFieldDescriptor modelgateway__v1__remove_worker_reply__field_descriptors[5] =
 {
   {
     "status",
@@ -2149,16 +2234,42 @@ static const ProtobufCFieldDescriptor modelgateway__v1__remove_worker_reply__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "worker_status",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Modelgateway__V1__RemoveWorkerReply, worker_status),
+    &modelgateway__v1__worker_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "in_flight",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Modelgateway__V1__RemoveWorkerReply, in_flight),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned modelgateway__v1__remove_worker_reply__field_indices_by_name[] = {
+  4,   /* field[4] = in_flight */
   2,   /* field[2] = message */
   0,   /* field[0] = status */
   1,   /* field[1] = worker_id */
+  3,   /* field[3] = worker_status */
 };
 static const ProtobufCIntRange modelgateway__v1__remove_worker_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor modelgateway__v1__remove_worker_reply__descriptor =
 {
@@ -2168,7 +2279,7 @@ const ProtobufCMessageDescriptor modelgateway__v1__remove_worker_reply__descript
   "Modelgateway__V1__RemoveWorkerReply",
   "modelgateway.v1",
   sizeof(Modelgateway__V1__RemoveWorkerReply),
-  3,
+  5,
   modelgateway__v1__remove_worker_reply__field_descriptors,
   modelgateway__v1__remove_worker_reply__field_indices_by_name,
   1,  modelgateway__v1__remove_worker_reply__number_ranges,
@@ -2269,18 +2380,20 @@ const ProtobufCEnumDescriptor modelgateway__v1__job_type__descriptor =
   modelgateway__v1__job_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue modelgateway__v1__job_state__enum_values_by_number[4] =
+static const ProtobufCEnumValue modelgateway__v1__job_state__enum_values_by_number[5] =
 {
   { "JOB_STATE_UNSPECIFIED", "MODELGATEWAY__V1__JOB_STATE__JOB_STATE_UNSPECIFIED", 0 },
   { "JOB_STATE_PENDING", "MODELGATEWAY__V1__JOB_STATE__JOB_STATE_PENDING", 1 },
   { "JOB_STATE_PROCESSING", "MODELGATEWAY__V1__JOB_STATE__JOB_STATE_PROCESSING", 2 },
   { "JOB_STATE_FAILED", "MODELGATEWAY__V1__JOB_STATE__JOB_STATE_FAILED", 3 },
+  { "JOB_STATE_DRAINING", "MODELGATEWAY__V1__JOB_STATE__JOB_STATE_DRAINING", 4 },
 };
 static const ProtobufCIntRange modelgateway__v1__job_state__value_ranges[] = {
-{0, 0},{0, 4}
+{0, 0},{0, 5}
 };
-static const ProtobufCEnumValueIndex modelgateway__v1__job_state__enum_values_by_name[4] =
+static const ProtobufCEnumValueIndex modelgateway__v1__job_state__enum_values_by_name[5] =
 {
+  { "JOB_STATE_DRAINING", 4 },
   { "JOB_STATE_FAILED", 3 },
   { "JOB_STATE_PENDING", 1 },
   { "JOB_STATE_PROCESSING", 2 },
@@ -2293,11 +2406,47 @@ const ProtobufCEnumDescriptor modelgateway__v1__job_state__descriptor =
   "JobState",
   "Modelgateway__V1__JobState",
   "modelgateway.v1",
-  4,
+  5,
   modelgateway__v1__job_state__enum_values_by_number,
-  4,
+  5,
   modelgateway__v1__job_state__enum_values_by_name,
   1,
   modelgateway__v1__job_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue modelgateway__v1__worker_status__enum_values_by_number[6] =
+{
+  { "WORKER_STATUS_UNSPECIFIED", "MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_UNSPECIFIED", 0 },
+  { "WORKER_STATUS_PENDING", "MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_PENDING", 1 },
+  { "WORKER_STATUS_READY", "MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_READY", 2 },
+  { "WORKER_STATUS_NOT_READY", "MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_NOT_READY", 3 },
+  { "WORKER_STATUS_FAILED", "MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_FAILED", 4 },
+  { "WORKER_STATUS_DRAINING", "MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_DRAINING", 5 },
+};
+static const ProtobufCIntRange modelgateway__v1__worker_status__value_ranges[] = {
+{0, 0},{0, 6}
+};
+static const ProtobufCEnumValueIndex modelgateway__v1__worker_status__enum_values_by_name[6] =
+{
+  { "WORKER_STATUS_DRAINING", 5 },
+  { "WORKER_STATUS_FAILED", 4 },
+  { "WORKER_STATUS_NOT_READY", 3 },
+  { "WORKER_STATUS_PENDING", 1 },
+  { "WORKER_STATUS_READY", 2 },
+  { "WORKER_STATUS_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor modelgateway__v1__worker_status__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "modelgateway.v1.WorkerStatus",
+  "WorkerStatus",
+  "Modelgateway__V1__WorkerStatus",
+  "modelgateway.v1",
+  6,
+  modelgateway__v1__worker_status__enum_values_by_number,
+  6,
+  modelgateway__v1__worker_status__enum_values_by_name,
+  1,
+  modelgateway__v1__worker_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

@@ -62,9 +62,40 @@ typedef enum _Modelgateway__V1__JobState {
   MODELGATEWAY__V1__JOB_STATE__JOB_STATE_UNSPECIFIED = 0,
   MODELGATEWAY__V1__JOB_STATE__JOB_STATE_PENDING = 1,
   MODELGATEWAY__V1__JOB_STATE__JOB_STATE_PROCESSING = 2,
-  MODELGATEWAY__V1__JOB_STATE__JOB_STATE_FAILED = 3
+  MODELGATEWAY__V1__JOB_STATE__JOB_STATE_FAILED = 3,
+  /*
+   * A removal waiting for the worker's in-flight requests (JobStatus.in_flight) to end.
+   */
+  MODELGATEWAY__V1__JOB_STATE__JOB_STATE_DRAINING = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MODELGATEWAY__V1__JOB_STATE)
 } Modelgateway__V1__JobState;
+/*
+ * Where a worker is in its life (REST: "status"). Only READY takes new traffic.
+ */
+typedef enum _Modelgateway__V1__WorkerStatus {
+  MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_UNSPECIFIED = 0,
+  /*
+   * The add job runs (or a restored worker is probed again).
+   */
+  MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_PENDING = 1,
+  /*
+   * Registered, active checks pass.
+   */
+  MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_READY = 2,
+  /*
+   * Registered, active checks fail.
+   */
+  MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_NOT_READY = 3,
+  /*
+   * The add job gave up (job_status says why).
+   */
+  MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_FAILED = 4,
+  /*
+   * Deleted; removed once its in-flight requests end (or at the drain timeout).
+   */
+  MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_DRAINING = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MODELGATEWAY__V1__WORKER_STATUS)
+} Modelgateway__V1__WorkerStatus;
 
 /* --- messages --- */
 
@@ -82,10 +113,14 @@ struct  Modelgateway__V1__JobStatus
    * Seconds since the Unix epoch.
    */
   int64_t timestamp;
+  /*
+   * While status is DRAINING: requests still running on the worker.
+   */
+  uint64_t in_flight;
 };
 #define MODELGATEWAY__V1__JOB_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&modelgateway__v1__job_status__descriptor) \
-    , MODELGATEWAY__V1__JOB_TYPE__JOB_TYPE_UNSPECIFIED, (char *)protobuf_c_empty_string, MODELGATEWAY__V1__JOB_STATE__JOB_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0 }
+    , MODELGATEWAY__V1__JOB_TYPE__JOB_TYPE_UNSPECIFIED, (char *)protobuf_c_empty_string, MODELGATEWAY__V1__JOB_STATE__JOB_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 struct  Modelgateway__V1__Labels__EntriesEntry
@@ -249,6 +284,10 @@ struct  Modelgateway__V1__WorkerInfo
    * "closed", "open" or "half_open".
    */
   char *circuit_breaker;
+  /*
+   * is_healthy is true exactly when status is READY and circuit_breaker is not "open".
+   */
+  Modelgateway__V1__WorkerStatus status;
   Modelgateway__V1__WorkerInfo__BootstrapPortOptCase bootstrap_port_opt_case;
   union {
     uint32_t bootstrap_port;
@@ -260,7 +299,7 @@ struct  Modelgateway__V1__WorkerInfo
 };
 #define MODELGATEWAY__V1__WORKER_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&modelgateway__v1__worker_info__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, MODELGATEWAY__V1__WORKER_TYPE__WORKER_TYPE_UNSPECIFIED, 0, 0, (char *)protobuf_c_empty_string, MODELGATEWAY__V1__RUNTIME_TYPE__RUNTIME_TYPE_UNSPECIFIED, 0,NULL, NULL, 0,NULL, NULL, 0, (char *)protobuf_c_empty_string, MODELGATEWAY__V1__WORKER_INFO__BOOTSTRAP_PORT_OPT__NOT_SET, {0}, MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, MODELGATEWAY__V1__WORKER_TYPE__WORKER_TYPE_UNSPECIFIED, 0, 0, (char *)protobuf_c_empty_string, MODELGATEWAY__V1__RUNTIME_TYPE__RUNTIME_TYPE_UNSPECIFIED, 0,NULL, NULL, 0,NULL, NULL, 0, (char *)protobuf_c_empty_string, MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_UNSPECIFIED, MODELGATEWAY__V1__WORKER_INFO__BOOTSTRAP_PORT_OPT__NOT_SET, {0}, MODELGATEWAY__V1__WORKER_INFO__MAX_LOAD_OPT__NOT_SET, {0} }
 
 
 struct  Modelgateway__V1__WorkerStats
@@ -364,13 +403,22 @@ struct  Modelgateway__V1__AddWorkerReply
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+/*
+ * Filters; an empty or UNSPECIFIED field matches every worker.
+ */
 struct  Modelgateway__V1__ListWorkersRequest
 {
   ProtobufCMessage base;
+  /*
+   * The served model, exactly.
+   */
+  char *model;
+  Modelgateway__V1__WorkerStatus status;
+  Modelgateway__V1__WorkerType worker_type;
 };
 #define MODELGATEWAY__V1__LIST_WORKERS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&modelgateway__v1__list_workers_request__descriptor) \
-     }
+    , (char *)protobuf_c_empty_string, MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_UNSPECIFIED, MODELGATEWAY__V1__WORKER_TYPE__WORKER_TYPE_UNSPECIFIED }
 
 
 struct  Modelgateway__V1__ListWorkersReply
@@ -430,6 +478,9 @@ typedef enum {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MODELGATEWAY__V1__UPDATE_WORKER_REQUEST__MAX_LOAD_OPT__CASE)
 } Modelgateway__V1__UpdateWorkerRequest__MaxLoadOptCase;
 
+/*
+ * A partial update: the twin of both PATCH and PUT /workers/{id} (both are partial here).
+ */
 struct  Modelgateway__V1__UpdateWorkerRequest
 {
   ProtobufCMessage base;
@@ -478,10 +529,14 @@ struct  Modelgateway__V1__RemoveWorkerRequest
 {
   ProtobufCMessage base;
   char *worker_id;
+  /*
+   * true: removed at once (requests already sent to it finish) instead of drained.
+   */
+  protobuf_c_boolean force;
 };
 #define MODELGATEWAY__V1__REMOVE_WORKER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&modelgateway__v1__remove_worker_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Modelgateway__V1__RemoveWorkerReply
@@ -490,10 +545,18 @@ struct  Modelgateway__V1__RemoveWorkerReply
   char *status;
   char *worker_id;
   char *message;
+  /*
+   * DRAINING, or UNSPECIFIED when the worker is gone already.
+   */
+  Modelgateway__V1__WorkerStatus worker_status;
+  /*
+   * Requests still running on it.
+   */
+  uint64_t in_flight;
 };
 #define MODELGATEWAY__V1__REMOVE_WORKER_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&modelgateway__v1__remove_worker_reply__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, MODELGATEWAY__V1__WORKER_STATUS__WORKER_STATUS_UNSPECIFIED, 0 }
 
 
 /* Modelgateway__V1__JobStatus methods */
@@ -862,6 +925,7 @@ extern const ProtobufCEnumDescriptor    modelgateway__v1__worker_type__descripto
 extern const ProtobufCEnumDescriptor    modelgateway__v1__runtime_type__descriptor;
 extern const ProtobufCEnumDescriptor    modelgateway__v1__job_type__descriptor;
 extern const ProtobufCEnumDescriptor    modelgateway__v1__job_state__descriptor;
+extern const ProtobufCEnumDescriptor    modelgateway__v1__worker_status__descriptor;
 extern const ProtobufCMessageDescriptor modelgateway__v1__job_status__descriptor;
 extern const ProtobufCMessageDescriptor modelgateway__v1__labels__descriptor;
 extern const ProtobufCMessageDescriptor modelgateway__v1__labels__entries_entry__descriptor;
