@@ -23,7 +23,7 @@ public final class LogWriter: Sendable {
     public enum Format: Sendable {
         /// swift-log's `StreamLogHandler` layout: `2026-11-29T09:16:33+0000 info label : key=value [source] message`.
         case text
-        /// One JSON object per line (``JSONLogHandler``'s layout).
+        /// One JSON object per line (``JSONLogLine``'s layout).
         case json
     }
 
@@ -157,7 +157,7 @@ public final class LogWriter: Sendable {
     private func format(_ entry: Entry, into out: inout [UInt8], clock: inout TimestampCache) {
         switch format {
         case .json:
-            let line = JSONLogHandler.line(
+            let line = JSONLogLine.line(
                 timestamp: clock.iso8601(seconds: entry.seconds, nanoseconds: entry.nanoseconds), level: entry.level, label: entry.label, message: entry.message, metadata: entry.metadata
             )
             out.append(contentsOf: line.utf8)

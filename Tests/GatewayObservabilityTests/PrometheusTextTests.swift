@@ -4,7 +4,6 @@ import Glibc
 #endif
 import GatewayJSON
 import Logging
-import Synchronization
 import Testing
 
 @testable import GatewayObservability
@@ -125,39 +124,6 @@ struct PrometheusTextTests {
     }
 }
 
-@Suite("JSON log lines")
-struct JSONLogHandlerTests {
-    @Test("One JSON object per line with typed metadata")
-    func line() throws {
-        let lines = Mutex<[String]>([])
-        var handler = JSONLogHandler(label: "model-gateway", sink: { line in lines.withLock { $0.append(line) } })
-        handler.logLevel = .info
-        handler[metadataKey: "component"] = "proxy"
-        let logger = Logger(label: "model-gateway", factory: { _ in handler })
-        logger.info(
-            "request \"quoted\"\nnext",
-            metadata: ["status": .stringConvertible(200), "latency_ms": .stringConvertible(12.5), "request_id": "r-1", "aborted": .stringConvertible(true)]
-        )
-        logger.debug("not written at info")
-        let written = lines.withLock { $0 }
-        #expect(written.count == 1)
-        let text = try #require(written.first)
-        #expect(text.hasSuffix("}\n"))
-        #expect(text.dropLast().contains("\n") == false)
-        let json = try JSONParser.parse(Array(text.utf8))
-        #expect(json["level"] == .string("info"))
-        #expect(json["label"] == .string("model-gateway"))
-        #expect(json["message"] == .string("request \"quoted\"\nnext"))
-        #expect(json["metadata"]?["status"]?.intValue == 200)
-        #expect(json["metadata"]?["latency_ms"]?.doubleValue == 12.5)
-        #expect(json["metadata"]?["request_id"] == .string("r-1"))
-        #expect(json["metadata"]?["component"] == .string("proxy"))
-        #expect(json["metadata"]?["aborted"] == .bool(true))
-        let timestamp = try #require(json["timestamp"]?.stringValue)
-        #expect(timestamp.count == 24 && timestamp.hasSuffix("Z") && timestamp.contains("T"), "\(timestamp)")
-    }
-}
-
 @Suite("Buffered log writer")
 struct LogWriterTests {
     /// A pipe: the writer writes into one end, the test reads the other.
@@ -191,6 +157,37 @@ struct LogWriterTests {
         #expect(lines[0].hasSuffix("] request"))
         #expect(lines[1].contains(" warning model-gateway :"))
         #expect(lines[1].hasSuffix("] second"))
+    }
+
+    @Test("One JSON object per line with typed metadata")
+    func jsonLineLayout() throws {
+        let (readEnd, writeEnd) = Self.pipe()
+        defer { close(readEnd); close(writeEnd) }
+        let writer = LogWriter(descriptor: writeEnd, format: .json)
+        var handler = BufferedLogHandler(label: "model-gateway", writer: writer)
+        handler.logLevel = .info
+        handler[metadataKey: "component"] = "proxy"
+        let logger = Logger(label: "model-gateway", factory: { _ in handler })
+        logger.info(
+            "request \"quoted\"\nnext",
+            metadata: ["status": .stringConvertible(200), "latency_ms": .stringConvertible(12.5), "request_id": "r-1", "aborted": .stringConvertible(true)]
+        )
+        logger.debug("not written at info")
+        writer.flush()
+        let written = Self.read(readEnd).split(separator: "\n", omittingEmptySubsequences: true)
+        #expect(written.count == 1)
+        let text = try #require(written.first)
+        let json = try JSONParser.parse(Array(text.utf8))
+        #expect(json["level"] == .string("info"))
+        #expect(json["label"] == .string("model-gateway"))
+        #expect(json["message"] == .string("request \"quoted\"\nnext"))
+        #expect(json["metadata"]?["status"]?.intValue == 200)
+        #expect(json["metadata"]?["latency_ms"]?.doubleValue == 12.5)
+        #expect(json["metadata"]?["request_id"] == .string("r-1"))
+        #expect(json["metadata"]?["component"] == .string("proxy"))
+        #expect(json["metadata"]?["aborted"] == .bool(true))
+        let timestamp = try #require(json["timestamp"]?.stringValue)
+        #expect(timestamp.count == 24 && timestamp.hasSuffix("Z") && timestamp.contains("T"), "\(timestamp)")
     }
 
     @Test("JSON lines parse, with a millisecond UTC timestamp")
