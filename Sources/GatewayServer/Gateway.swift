@@ -107,11 +107,11 @@ public final class Gateway: Sendable {
         self.engine = InferenceEngine(
             configuration: .init(
                 attempts: .init(
-                    maxAttempts: configuration.retry.isEnabled ? configuration.retry.maxAttempts : 1, backoff: configuration.retry.backoff
+                    maxAttempts: configuration.retry.effectiveMaxAttempts, backoff: configuration.retry.backoff
                 ),
                 requestTimeout: configuration.routing.requestTimeout, maxTranslatedAnswerBytes: configuration.routing.maxPayloadBytes,
                 wantsRoutingText: configuration.routing.policy == .cacheAware, maxRoutingTextBytes: configuration.routing.maxRoutingTextBytes,
-                gatewayChecksKeys: configuration.auth.apiKey != nil || configuration.auth.adminAPIKey != nil
+                gatewayChecksKeys: configuration.auth.authorizer.checksKeys
             ),
             registry: registry, selector: selector, transport: transport, metrics: metrics, logger: logger,
             admission: admission.maxConcurrentRequests.map { limit in
@@ -132,7 +132,7 @@ public final class Gateway: Sendable {
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         let startupInputs = try validatedStartupWorkers()
-        let authorizer = Authorizer(apiKey: configuration.auth.apiKey, adminAPIKey: configuration.auth.adminAPIKey)
+        let authorizer = configuration.auth.authorizer
         let timeouts = configuration.clientTimeouts
         let doorConfiguration = RESTDoor.Configuration(
             maxInferenceBodyBytes: configuration.routing.maxPayloadBytes, maxControlBodyBytes: configuration.http.maxControlBodyBytes,
@@ -142,7 +142,7 @@ public final class Gateway: Sendable {
         let facts = ServerFacts(
             policy: configuration.routing.policy.rawValue, maxPayloadBytes: configuration.routing.maxPayloadBytes,
             requestTimeout: configuration.routing.requestTimeout,
-            retryMaxAttempts: configuration.retry.isEnabled ? configuration.retry.maxAttempts : 1,
+            retryMaxAttempts: configuration.retry.effectiveMaxAttempts,
             circuitBreakerEnabled: configuration.circuitBreaker.isEnabled
         )
         let rest = RESTDoor(
@@ -187,15 +187,22 @@ public final class Gateway: Sendable {
                 throw StartupError(description: "cannot listen for metrics on \(metricsHost):\(port): \(error)")
             }
         }
-        do {
-            let restored = try await workers.restoreStoredWorkers()
-            if restored > 0 { logger.info("restored workers from the state file", metadata: ["count": "\(restored)"]) }
-            for input in startupInputs { _ = try await workers.add(input) }
-        } catch {
+        func abandonStart(_ description: String) async -> StartupError {
             for listener in listeners { listener.closeAll() }
             await workers.shutdown()
             transport.shutdown()
-            throw StartupError(description: "cannot read the state file: \(error)")
+            return StartupError(description: description)
+        }
+        do {
+            let restored = try await workers.restoreStoredWorkers()
+            if restored > 0 { logger.info("restored workers from the state file", metadata: ["count": "\(restored)"]) }
+        } catch {
+            throw await abandonStart("cannot read the state file: \(error)")
+        }
+        do {
+            for input in startupInputs { _ = try await workers.add(input) }
+        } catch {
+            throw await abandonStart("cannot register the --worker-urls workers: \(error)")
         }
 
         let restPort = listeners[0].port
