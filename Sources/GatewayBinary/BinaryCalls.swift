@@ -23,9 +23,8 @@ struct BinaryCalls: Sendable {
             }
             return .listModelsReply(Wire.ListModelsReply(models: models))
         case .health:
-            let all = registry.workers()
-            let healthy = all.filter(\.isRoutable).count
-            return .healthReply(Wire.HealthReply(status: healthy > 0 ? "ok" : "unavailable", healthyWorkers: UInt32(healthy), totalWorkers: UInt32(all.count)))
+            let (total, healthy) = registry.counts()
+            return .healthReply(Wire.HealthReply(status: healthy > 0 ? "ok" : "unavailable", healthyWorkers: UInt32(healthy), totalWorkers: UInt32(total)))
         default:
             throw GatewayError.protocolError("UNEXPECTED_MESSAGE", 400, "this message is not a call")
         }

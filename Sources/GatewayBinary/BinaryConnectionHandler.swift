@@ -42,8 +42,9 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     private var session: BinarySession
     private var calls: [UInt64: Call] = [:]
     private var nextToken: UInt64 = 0
-    /// What Hello established: the client's key, and why it may not manage workers (nil: it may).
-    private var clientKey: String?
+    /// What Hello established: the client's rate-limit principal, and why it may not
+    /// manage workers (nil: it may).
+    private var principal = "ip:unknown"
     private var adminRefusal: GatewayError?
     private var lastActivity = NIODeadline.now()
     private var idleTimer: Scheduled<Void>?
@@ -198,7 +199,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         } catch {
             adminRefusal = error
         }
-        clientKey = key
+        principal = InferenceCall.principal(presentedKey: key, authorizer: door.authorizer, peerAddress: peer)
         session.helloAccepted()
         send(
             .helloReply(
@@ -232,7 +233,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             let relay = GenerateRelay(stream: stream, requestID: requestID, connection: self)
             let call = InferenceCall(
                 input: .generate(request), requestID: requestID, routingKey: request.routingKey.isEmpty ? nil : request.routingKey,
-                principal: InferenceCall.principal(authenticatedKey: door.authorizer.apiKey != nil ? clientKey : nil, peerAddress: context.channel.remoteAddress?.ipAddress)
+                principal: principal
             )
             // Placed before the call starts: a call answered at once ends it right away.
             calls[stream] = Call(token: token, work: .starting, record: nil)

@@ -21,14 +21,8 @@ struct BinaryWorkerCalls: Sendable {
         case .listWorkers(let request):
             let list = workers.list(try request.filter())
             let now = ContinuousClock.now
-            var stats = Wire.WorkerStats()
-            for worker in list {
-                switch worker.spec.workerType {
-                case .regular: stats.regularCount += 1
-                case .prefill: stats.prefillCount += 1
-                case .decode: stats.decodeCount += 1
-                }
-            }
+            let counts = WorkerTypeCounts(list)
+            let stats = Wire.WorkerStats(prefillCount: UInt32(counts.prefill), decodeCount: UInt32(counts.decode), regularCount: UInt32(counts.regular))
             return .listWorkersReply(Wire.ListWorkersReply(workers: list.map { Wire.WorkerInfo($0, now: now) }, total: UInt32(list.count), stats: stats))
         case .getWorker(let request):
             guard !request.workerID.isEmpty else { throw .missingField("worker_id") }

@@ -80,14 +80,14 @@ struct InfoRoutes: Sendable {
 
     /// `GET /get_server_info`: the gateway's own facts.
     func serverInfo() -> RESTResponse {
-        let workers = registry.workers()
+        let (total, healthy) = registry.counts()
         let snapshot = registry.routingSnapshot
         return .json { json in
             json.beginObject()
             json.field("gateway", "model-gateway")
             json.field("policy", facts.policy)
-            json.field("workers_count", workers.count)
-            json.field("healthy_workers", workers.filter(\.isRoutable).count)
+            json.field("workers_count", total)
+            json.field("healthy_workers", healthy)
             json.key("models")
             json.beginArray()
             for model in snapshot.knownModels.sorted() { json.string(model) }
@@ -172,7 +172,7 @@ struct InfoRoutes: Sendable {
         }
         let failed = results.filter { $0.1 != nil }
         let succeeded = results.filter { $0.1 == nil }
-        let total = registry.workers().count
+        let total = registry.count
         return .json(status: failed.isEmpty ? .ok : .partialContent) { json in
             json.beginObject()
             json.field("status", failed.isEmpty ? "success" : "partial_success")

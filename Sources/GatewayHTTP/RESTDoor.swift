@@ -63,7 +63,7 @@ public final class RESTDoor: Sendable {
         configuration: Configuration, engine: InferenceEngine, workers: WorkerService, transport: WorkerTransport, lifecycle: LifecycleState,
         selector: WorkerSelector, facts: ServerFacts, startedAt: Int64, authorizer: Authorizer, metrics: GatewayMetrics, logger: Logger
     ) {
-        let routes = WorkerRoutes(service: workers, registry: workers.registry, lifecycle: lifecycle, maxControlBodyBytes: configuration.maxControlBodyBytes)
+        let routes = WorkerRoutes(service: workers, registry: workers.registry, lifecycle: lifecycle)
         let info = InfoRoutes(workers: workers, registry: workers.registry, selector: selector, transport: transport, facts: facts, startedAt: startedAt)
         self.init(configuration: configuration, scope: .api(engine: engine, workers: routes, info: info), authorizer: authorizer, metrics: metrics, logger: logger)
     }

@@ -100,21 +100,6 @@ enum RESTRoute: Sendable, Equatable, CaseIterable {
         methods.contains(method) || (method == .HEAD && methods.contains(.GET))
     }
 
-    /// Answered on the connection's event loop (no task): inference, whose work is a call
-    /// to a worker on that loop, and the cheap probes. Everything else may compute for
-    /// longer (the worker list at 10,000 workers) and runs on the shared pool.
-    var answersOnLoop: Bool {
-        switch self {
-        case .inference, .health, .liveness, .readiness, .metrics: true
-        default: false
-        }
-    }
-
-    var isInference: Bool {
-        if case .inference = self { return true }
-        return false
-    }
-
     /// `%XX` escapes decoded; 400 for a `%` not followed by two hex digits.
     static func percentDecoded(_ part: Substring) throws(GatewayError) -> String {
         guard part.contains("%") else { return String(part) }

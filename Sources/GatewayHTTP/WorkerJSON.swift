@@ -64,23 +64,14 @@ enum WorkerJSON {
     }
 
     static func endList(_ workers: [Worker], _ json: inout JSONWriter) {
-        var prefill = 0
-        var decode = 0
-        var regular = 0
-        for worker in workers {
-            switch worker.spec.workerType {
-            case .prefill: prefill += 1
-            case .decode: decode += 1
-            case .regular: regular += 1
-            }
-        }
+        let counts = WorkerTypeCounts(workers)
         json.endArray()
         json.field("total", workers.count)
         json.key("stats")
         json.beginObject()
-        json.field("prefill_count", prefill)
-        json.field("decode_count", decode)
-        json.field("regular_count", regular)
+        json.field("prefill_count", counts.prefill)
+        json.field("decode_count", counts.decode)
+        json.field("regular_count", counts.regular)
         json.endObject()
         json.endObject()
     }

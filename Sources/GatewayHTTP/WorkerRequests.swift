@@ -35,7 +35,10 @@ enum WorkerRequests {
     }
 
     static func updateInput(from body: some Collection<UInt8>) throws(GatewayError) -> UpdateWorkerInput {
-        let fields = try FieldReader(body: body)
+        try updateInput(try FieldReader(body: body))
+    }
+
+    private static func updateInput(_ fields: FieldReader) throws(GatewayError) -> UpdateWorkerInput {
         for key in ["url", "model_id", "worker_type", "runtime", "runtime_type", "bootstrap_port"] where fields.has(key) {
             throw .invalidField(key, "cannot be changed; remove the worker and add it again")
         }
@@ -63,8 +66,8 @@ enum WorkerRequests {
     /// `max_load`, `health.endpoint` and the flat health names PUT takes. A setting
     /// given both ways is refused rather than guessed.
     static func patchInput(from body: some Collection<UInt8>) throws(GatewayError) -> UpdateWorkerInput {
-        var input = try updateInput(from: body)
         let fields = try FieldReader(body: body)
+        var input = try updateInput(fields)
         guard let value = fields.object["health"], value != .null else { return input }
         guard let object = value.objectValue else { throw .invalidField("health", "must be an object, got \(value.typeDescription)") }
         let health = FieldReader(object: object)

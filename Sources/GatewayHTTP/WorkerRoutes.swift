@@ -10,7 +10,6 @@ struct WorkerRoutes: Sendable {
     let service: WorkerService
     let registry: WorkerRegistry
     let lifecycle: LifecycleState
-    let maxControlBodyBytes: Int
 
     // MARK: Workers
 
@@ -145,8 +144,7 @@ struct WorkerRoutes: Sendable {
 
     /// 200 once at least one worker is ready and healthy, else 503.
     func readiness() -> RESTResponse {
-        let workers = registry.workers()
-        let healthy = workers.filter(\.isRoutable).count
+        let (total, healthy) = registry.counts()
         let draining = lifecycle.isDraining
         let ready = healthy > 0 && !draining
         return .json(status: ready ? .ok : .serviceUnavailable) { json in
@@ -155,10 +153,10 @@ struct WorkerRoutes: Sendable {
             if draining {
                 json.field("reason", "shutting down")
             } else if healthy == 0 {
-                json.field("reason", workers.isEmpty ? "no workers registered" : "no healthy workers")
+                json.field("reason", total == 0 ? "no workers registered" : "no healthy workers")
             }
             json.field("healthy_workers", healthy)
-            json.field("total_workers", workers.count)
+            json.field("total_workers", total)
             json.endObject()
         }
     }

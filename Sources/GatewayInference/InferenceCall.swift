@@ -27,10 +27,10 @@ public struct InferenceCall: Sendable {
     public var forwardedHeaders: HTTPHeaders
 
     /// The rate limiter's key: the API key the door authenticated (when the gateway
-    /// requires one), else the client's address. Without `--api-key` a bearer string proves
+    /// requires one; `presentedKey` has passed `authorizer` by then), else the client's address. Without `--api-key` a bearer string proves
     /// nothing, and keying by it would give a client a fresh bucket per string.
-    public static func principal(authenticatedKey: String?, peerAddress: String?) -> String {
-        if let authenticatedKey { return "key:" + authenticatedKey }
+    public static func principal(presentedKey: String?, authorizer: Authorizer, peerAddress: String?) -> String {
+        if authorizer.apiKey != nil, let presentedKey { return "key:" + presentedKey }
         return "ip:" + (peerAddress ?? "unknown")
     }
 

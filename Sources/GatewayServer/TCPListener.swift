@@ -67,14 +67,6 @@ final class TCPListener: Sendable {
         self.port = server.localAddress?.port ?? port
     }
 
-    /// Connections open now.
-    var connectionCount: Int { children.state.withLock { $0.children.count } }
-
-    /// Waits until the listener is closed.
-    func closed() async {
-        try? await server.closeFuture.get()
-    }
-
     /// Stops accepting and drains the open connections within `grace`.
     func drain(grace: Duration) async {
         try? await server.close()

@@ -3,6 +3,23 @@ public enum WorkerType: String, Sendable, CaseIterable {
     case regular, prefill, decode
 }
 
+/// How many of some workers are of each type (the worker list's `stats`, on both doors).
+public struct WorkerTypeCounts: Sendable, Equatable {
+    public var regular = 0
+    public var prefill = 0
+    public var decode = 0
+
+    public init(_ workers: some Sequence<Worker>) {
+        for worker in workers {
+            switch worker.spec.workerType {
+            case .regular: regular += 1
+            case .prefill: prefill += 1
+            case .decode: decode += 1
+            }
+        }
+    }
+}
+
 /// Which HTTP API a worker speaks.
 public enum RuntimeType: String, Sendable, CaseIterable {
     /// SGLang's native API (`/generate`, `/server_info` …) besides the OpenAI routes.

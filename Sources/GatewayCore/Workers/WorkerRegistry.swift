@@ -444,6 +444,11 @@ public final class WorkerRegistry: Sendable {
 
     public var count: Int { state.withLock { $0.entries.count } }
 
+    /// Workers registered, and those ready and healthy, counted under the lock (no copy).
+    public func counts() -> (total: Int, routable: Int) {
+        state.withLock { state in (state.entries.count, state.entries.values.reduce(0) { $0 + ($1.worker.isRoutable ? 1 : 0) }) }
+    }
+
     /// Whether at least one worker is ready and healthy.
     public var hasRoutableWorker: Bool {
         state.withLock { state in state.entries.values.contains { $0.worker.isRoutable } }

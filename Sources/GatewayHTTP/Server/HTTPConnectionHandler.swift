@@ -39,6 +39,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, InferenceReceiver {
     /// The request being read or answered.
     private struct Current {
         let head: HTTPRequestHead
+        /// The route, matched once at the head (it picks the body limit, then dispatches).
+        let match: Result<(route: RESTRoute, workerID: String?)?, GatewayError>
         let arrived: ContinuousClock.Instant
         var body: ByteBuffer?
         let bodyLimit: Int
@@ -59,6 +61,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, InferenceReceiver {
     private let loop: any EventLoop
     private var context: ChannelHandlerContext?
     private var cycle = RequestCycle()
+    private var peerIPCache: String??
     private var timer: Scheduled<Void>?
     private var current: Current?
     private var inference: InferenceTask?
@@ -216,10 +219,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, InferenceReceiver {
         switch part {
         case .head(let head):
             execute(cycle.receivedHead(keepAlive: head.isKeepAlive))
-            let path = Self.path(of: head.uri)
-            let isInference = RESTRoute.isInferencePath(path)
+            let match = Result { () throws(GatewayError) in try RESTRoute.match(Self.path(of: head.uri)) }
+            let isInference: Bool
+            if case .success(let matched?) = match, case .inference = matched.route { isInference = true } else { isInference = false }
             let limit = isInference ? door.configuration.maxInferenceBodyBytes : door.configuration.maxControlBodyBytes
-            current = Current(head: head, arrived: .now, bodyLimit: limit)
+            current = Current(head: head, match: match, arrived: .now, bodyLimit: limit)
             if head.method == .CONNECT { cycle.answerNeedsClose() }
             if head.headers.first(name: "expect")?.lowercased() == "100-continue", head.version.minor >= 1 {
                 let length = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
@@ -287,7 +291,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, InferenceReceiver {
         var route: RESTRoute?
         do throws(GatewayError) {
             if let problem = Self.hostProblem(head) { throw GatewayError.badRequest(problem) }
-            guard let matched = try RESTRoute.match(path), door.serves(matched.route) else {
+            guard let matched = try request.match.get(), door.serves(matched.route) else {
                 throw GatewayError.routeNotFound(method: head.method.rawValue, path: String(path))
             }
             route = matched.route
@@ -296,7 +300,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, InferenceReceiver {
                 throw GatewayError.methodNotAllowed(method: head.method.rawValue, path: String(path), allowed: matched.route.allowed)
             }
             let key = Authorizer.bearer(head.headers.first(name: "authorization"))
-            try door.authorizer.check(matched.route.access, key: key, peerIP: context.channel.remoteAddress?.ipAddress)
+            try door.authorizer.check(matched.route.access, key: key, peerIP: peerIP(context))
             if request.overflow { throw GatewayError.payloadTooLarge(limit: request.bodyLimit) }
             let body = request.body ?? ByteBuffer()
             request.body = nil
@@ -315,6 +319,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, InferenceReceiver {
             startRecord(route, arrived: request.arrived)
             write(.error(error, style: style))
         }
+    }
+
+    /// The client's address, read once per connection (it cannot change).
+    private func peerIP(_ context: ChannelHandlerContext) -> String? {
+        if let cached = peerIPCache { return cached }
+        let ip = context.channel.remoteAddress?.ipAddress
+        peerIPCache = .some(ip)
+        return ip
     }
 
     /// A door-answered request is counted and logged, except on the Prometheus listener
@@ -338,7 +350,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, InferenceReceiver {
         if let authorization = headers.first(name: "authorization") { forwarded.add(name: "Authorization", value: authorization) }
         let routingKey = headers.first(name: "x-smg-routing-key").flatMap { $0.isEmpty ? nil : $0 }
         let call = InferenceCall(
-            input: .body(body, route: route), requestID: requestID, routingKey: routingKey, principal: InferenceCall.principal(authenticatedKey: door.authorizer.apiKey != nil ? key : nil, peerAddress: context.channel.remoteAddress?.ipAddress),
+            input: .body(body, route: route), requestID: requestID, routingKey: routingKey, principal: InferenceCall.principal(presentedKey: key, authorizer: door.authorizer, peerAddress: peerIP(context)),
             forwardedHeaders: forwarded)
         let started = serial
         let task = engine.start(call, on: context.eventLoop, route: door.metrics(for: .inference(route)), arrived: arrived, receiver: self)
@@ -622,9 +634,3 @@ final class ByteWatcher: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-extension RESTRoute {
-    /// Whether `path` is an inference route (its body limit is the inference one).
-    static func isInferencePath(_ path: Substring) -> Bool {
-        InferenceRoute(rawValue: String(path)) != nil
-    }
-}

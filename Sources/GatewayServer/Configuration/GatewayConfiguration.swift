@@ -77,6 +77,9 @@ public struct GatewayConfiguration: Sendable {
         /// Bearer key for worker management; nil: only clients on loopback may manage workers.
         public var adminAPIKey: String?
 
+        /// The door-side checker of these keys.
+        public var authorizer: Authorizer { Authorizer(apiKey: apiKey, adminAPIKey: adminAPIKey) }
+
         public init(apiKey: String? = nil, adminAPIKey: String? = nil) {
             self.apiKey = apiKey
             self.adminAPIKey = adminAPIKey
@@ -150,6 +153,9 @@ public struct GatewayConfiguration: Sendable {
         public var maxAttempts: Int
         public var backoff: Backoff
         public var isEnabled: Bool
+
+        /// The attempts a request gets: `maxAttempts`, or 1 with retries disabled.
+        public var effectiveMaxAttempts: Int { isEnabled ? maxAttempts : 1 }
 
         public init(
             maxAttempts: Int = 5,
