@@ -56,7 +56,10 @@ struct FieldReader {
 
     func double(_ key: String) throws(GatewayError) -> Double? {
         guard let value = present(key) else { return nil }
-        guard let number = value.doubleValue else { throw .invalidField(key, "must be a number, got \(value.typeDescription)") }
+        guard let number = value.doubleValue else {
+            if case .number(let text) = value { throw .invalidField(key, "is out of range (\(text))") }
+            throw .invalidField(key, "must be a number, got \(value.typeDescription)")
+        }
         return number
     }
 
@@ -64,6 +67,9 @@ struct FieldReader {
     func integer(_ key: String, in range: ClosedRange<Int64>) throws(GatewayError) -> Int64? {
         guard let value = present(key) else { return nil }
         guard let integer = value.intValue else {
+            if case .number(let text) = value, !text.contains(where: { ".eE".contains($0) }) {
+                throw .invalidField(key, "must be between \(range.lowerBound) and \(range.upperBound), got \(text)")
+            }
             throw .invalidField(key, "must be an integer, got \(value.typeDescription == "a number" ? "a fractional number" : value.typeDescription)")
         }
         guard range.contains(integer) else {

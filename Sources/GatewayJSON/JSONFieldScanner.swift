@@ -2,8 +2,11 @@
 ///
 /// The gateway forwards request bodies as received and needs only a handful of
 /// fields to route (`model`, `stream`, the prompt …). The scanner walks the whole
-/// document once, checking its structure, and returns where the wanted members'
-/// values lie; each can then be parsed on its own.
+/// document once, checking it as strictly as `JSONParser` (strings it skips are
+/// validated too), and returns where the wanted members' values lie; each can then
+/// be parsed on its own. A wanted key given twice is refused: the gateway would route
+/// on one value while the worker reads the other. Duplicates among the members the
+/// gateway does not read are left to the worker, which receives the body unchanged.
 public enum JSONFieldScanner {
     /// Byte ranges (within `bytes`) of the values of the wanted top-level keys.
     /// Throws when the document is not JSON or its top level is not an object.
@@ -22,13 +25,19 @@ public enum JSONFieldScanner {
             while true {
                 reader.skipWhitespace()
                 guard reader.peek() == UInt8(ascii: "\"") else { throw reader.error("expected a string key") }
+                let keyStart = reader.index
                 let key = try reader.readString()
                 reader.skipWhitespace()
                 try reader.expect(UInt8(ascii: ":"), "':' after an object key")
                 reader.skipWhitespace()
                 let start = reader.index
                 try reader.skipValue(depth: 1)
-                if wanted.contains(key) { found[key] = start..<reader.index }
+                if wanted.contains(key) {
+                    guard found.updateValue(start..<reader.index, forKey: key) == nil else {
+                        reader.index = keyStart
+                        throw reader.error("duplicate key \"\(key)\" in an object")
+                    }
+                }
                 reader.skipWhitespace()
                 guard let next = reader.peek() else { throw reader.error("unexpected end of input in an object") }
                 reader.index += 1

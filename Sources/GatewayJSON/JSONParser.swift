@@ -160,11 +160,17 @@ struct Reader {
             guard peek() == UInt8(ascii: "\"") else {
                 throw error(atEnd ? "unexpected end of input in an object" : "expected a string key")
             }
+            let keyStart = index
             let key = try readString()
             skipWhitespace()
             try expect(UInt8(ascii: ":"), "':' after an object key")
             skipWhitespace()
-            object[key] = try readValue(depth: depth)
+            let keyEnd = keyStart
+            let value = try readValue(depth: depth)
+            guard object.insertNew(key, value) else {
+                index = keyEnd
+                throw error("duplicate key \"\(key)\" in an object")
+            }
             skipWhitespace()
             guard let next = peek() else { throw error("unexpected end of input in an object") }
             if next == UInt8(ascii: "}") { index += 1; return object }
@@ -217,12 +223,12 @@ struct Reader {
             guard skipDigits() > 0 else { throw error("expected digits in the exponent") }
         }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        if isInteger, let value = Int64(text) { return .int(value) }
-        guard let value = Double(text), value.isFinite else {
-            index = start
-            throw error("number out of range")
+        if isInteger {
+            if let value = Int64(text) { return .int(value) }
+            return .number(text)
         }
-        return .double(value)
+        if let value = Double(text), value.isFinite { return .double(value) }
+        return .number(text)
     }
 
     @discardableResult
@@ -232,16 +238,87 @@ struct Reader {
         return index - start
     }
 
+    /// Steps over a string, checking it as strictly as `readString` does (escapes,
+    /// surrogate pairs, UTF-8), so a field the scanner skips is held to the same rules
+    /// as one it reads.
     mutating func skipString() throws(JSONParseError) {
         index += 1  // opening quote
         while index < bytes.count {
             let b = bytes[index]
             if b == UInt8(ascii: "\"") { index += 1; return }
-            if b == UInt8(ascii: "\\") { index += 2; continue }
-            if b < 0x20 { throw error("unescaped control character in a string") }
-            index += 1
+            if b == UInt8(ascii: "\\") {
+                _ = try readEscape()
+            } else if b < 0x20 {
+                throw error("unescaped control character in a string")
+            } else if b < 0x80 {
+                index += 1
+            } else {
+                try skipUTF8Scalar()
+            }
         }
         throw error("unterminated string")
+    }
+
+    /// Steps over one multi-byte UTF-8 sequence at `index`, refusing what
+    /// `String(validating:)` refuses: stray continuation bytes, overlong forms,
+    /// surrogates and scalars beyond U+10FFFF.
+    mutating func skipUTF8Scalar() throws(JSONParseError) {
+        let lead = bytes[index]
+        let length: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; high = 0x9F
+        case 0xF0: length = 4; low = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; high = 0x8F
+        default: throw error("string is not valid UTF-8")
+        }
+        guard index + length <= bytes.count else { throw error("string is not valid UTF-8") }
+        let second = bytes[index + 1]
+        guard second >= low, second <= high else { throw error("string is not valid UTF-8") }
+        for offset in 2..<length where bytes[index + offset] & 0xC0 != 0x80 {
+            throw error("string is not valid UTF-8")
+        }
+        index += length
+    }
+
+    /// Reads the escape at `index` (a backslash) and returns the scalar it stands for.
+    mutating func readEscape() throws(JSONParseError) -> Unicode.Scalar {
+        index += 1
+        guard let e = peek() else { throw error("unterminated escape") }
+        index += 1
+        switch e {
+        case UInt8(ascii: "\""): return "\""
+        case UInt8(ascii: "\\"): return "\\"
+        case UInt8(ascii: "/"): return "/"
+        case UInt8(ascii: "b"): return "\u{08}"
+        case UInt8(ascii: "f"): return "\u{0C}"
+        case UInt8(ascii: "n"): return "\n"
+        case UInt8(ascii: "r"): return "\r"
+        case UInt8(ascii: "t"): return "\t"
+        case UInt8(ascii: "u"):
+            var scalar = try readHex4()
+            if (0xD800...0xDBFF).contains(scalar) {
+                guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+                    throw error("unpaired surrogate in \\u escape")
+                }
+                index += 2
+                let low = try readHex4()
+                guard (0xDC00...0xDFFF).contains(low) else { throw error("invalid low surrogate in \\u escape") }
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+            } else if (0xDC00...0xDFFF).contains(scalar) {
+                throw error("unpaired surrogate in \\u escape")
+            }
+            guard let u = Unicode.Scalar(scalar) else { throw error("invalid \\u escape") }
+            return u
+        default:
+            index -= 1
+            throw error("invalid escape '\\\(Self.printable(e))'")
+        }
     }
 
     mutating func readString() throws(JSONParseError) -> String {
@@ -275,36 +352,11 @@ struct Reader {
                 }
                 return s
             case UInt8(ascii: "\\"):
-                index += 1
-                guard let e = peek() else { throw error("unterminated escape") }
-                index += 1
-                switch e {
-                case UInt8(ascii: "\""): scratch.append(0x22)
-                case UInt8(ascii: "\\"): scratch.append(0x5C)
-                case UInt8(ascii: "/"): scratch.append(0x2F)
-                case UInt8(ascii: "b"): scratch.append(0x08)
-                case UInt8(ascii: "f"): scratch.append(0x0C)
-                case UInt8(ascii: "n"): scratch.append(0x0A)
-                case UInt8(ascii: "r"): scratch.append(0x0D)
-                case UInt8(ascii: "t"): scratch.append(0x09)
-                case UInt8(ascii: "u"):
-                    var scalar = try readHex4()
-                    if (0xD800...0xDBFF).contains(scalar) {
-                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
-                            throw error("unpaired surrogate in \\u escape")
-                        }
-                        index += 2
-                        let low = try readHex4()
-                        guard (0xDC00...0xDFFF).contains(low) else { throw error("invalid low surrogate in \\u escape") }
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00...0xDFFF).contains(scalar) {
-                        throw error("unpaired surrogate in \\u escape")
-                    }
-                    guard let u = Unicode.Scalar(scalar) else { throw error("invalid \\u escape") }
-                    scratch.append(contentsOf: String(Character(u)).utf8)
-                default:
-                    index -= 1
-                    throw error("invalid escape '\\\(Self.printable(e))'")
+                let scalar = try readEscape()
+                if scalar.isASCII {
+                    scratch.append(UInt8(scalar.value))
+                } else {
+                    scratch.append(contentsOf: String(Character(scalar)).utf8)
                 }
             default:
                 if b < 0x20 { throw error("unescaped control character in a string") }

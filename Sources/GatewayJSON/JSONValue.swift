@@ -1,15 +1,20 @@
 /// A parsed JSON document.
 ///
 /// Objects keep their keys in document order (so output is deterministic and
-/// matches what was received); a duplicated key is kept once, last value wins,
-/// as most JSON readers do.
+/// matches what was received). The parser refuses a document that repeats a key
+/// in one object: readers disagree on which value wins (first, last, error), and a
+/// gateway that reads one value while the worker reads the other is a smuggling bug.
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     /// A number written without fraction or exponent that fits in 64 bits.
     case int(Int64)
-    /// Any other number.
+    /// A number with a fraction or an exponent that a finite `Double` holds.
     case double(Double)
+    /// A number kept as written because neither `Int64` nor a finite `Double` holds it
+    /// (an integer beyond 64 bits, an exponent beyond `Double`'s range): re-serialised,
+    /// it reaches the worker unchanged.
+    case number(String)
     case string(String)
     case array([JSONValue])
     case object(JSONObject)
@@ -19,7 +24,7 @@ public enum JSONValue: Sendable, Equatable {
         switch self {
         case .null: "null"
         case .bool: "a boolean"
-        case .int, .double: "a number"
+        case .int, .double, .number: "a number"
         case .string: "a string"
         case .array: "an array"
         case .object: "an object"
@@ -47,11 +52,16 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
+    /// The value as a `Double`; for a number kept as text, its nearest finite `Double`
+    /// (nil beyond `Double`'s range).
     public var doubleValue: Double? {
         switch self {
-        case .int(let i): Double(i)
-        case .double(let d): d
-        default: nil
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        case .number(let text):
+            guard let d = Double(text), d.isFinite else { return nil }
+            return d
+        default: return nil
         }
     }
 
@@ -78,31 +88,72 @@ public enum JSONValue: Sendable, Equatable {
 }
 
 /// A JSON object: ordered members with unique keys.
+///
+/// Small objects (the common case: a request body's top level) are searched in
+/// place; from `indexThreshold` members on, a key index makes lookups and inserts
+/// O(1), so a hostile body with 100,000 keys costs linear, not quadratic, time.
 public struct JSONObject: Sendable, Equatable, Sequence, ExpressibleByDictionaryLiteral {
     public private(set) var members: [(key: String, value: JSONValue)]
+    /// Position of each key in `members`; built once the object reaches `indexThreshold`.
+    private var index: [String: Int]?
 
-    public init() { self.members = [] }
+    static let indexThreshold = 16
+
+    public init() {
+        self.members = []
+        self.index = nil
+    }
 
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
-        self.members = []
+        self.init()
         for (k, v) in elements { self[k] = v }
     }
 
     public var count: Int { members.count }
     public var keys: [String] { members.map(\.key) }
 
+    private func position(of key: String) -> Int? {
+        if let index { return index[key] }
+        return members.firstIndex { $0.key == key }
+    }
+
     public subscript(key: String) -> JSONValue? {
-        get {
-            for member in members where member.key == key { return member.value }
-            return nil
-        }
+        get { position(of: key).map { members[$0].value } }
         set {
-            if let index = members.firstIndex(where: { $0.key == key }) {
-                if let newValue { members[index].value = newValue } else { members.remove(at: index) }
+            if let at = position(of: key) {
+                if let newValue {
+                    members[at].value = newValue
+                } else {
+                    members.remove(at: at)
+                    if index != nil { rebuildIndex() }
+                }
             } else if let newValue {
-                members.append((key, newValue))
+                append(key, newValue)
             }
         }
+    }
+
+    /// Adds a member whose key is not present yet; false (and no change) when it is.
+    public mutating func insertNew(_ key: String, _ value: JSONValue) -> Bool {
+        guard position(of: key) == nil else { return false }
+        append(key, value)
+        return true
+    }
+
+    private mutating func append(_ key: String, _ value: JSONValue) {
+        members.append((key, value))
+        if index != nil {
+            index![key] = members.count - 1
+        } else if members.count >= Self.indexThreshold {
+            rebuildIndex()
+        }
+    }
+
+    private mutating func rebuildIndex() {
+        var built: [String: Int] = [:]
+        built.reserveCapacity(members.count)
+        for (offset, member) in members.enumerated() { built[member.key] = offset }
+        index = built
     }
 
     public func makeIterator() -> IndexingIterator<[(key: String, value: JSONValue)]> {

@@ -135,6 +135,7 @@ public struct JSONWriter: Sendable {
         case .bool(let b): bool(b)
         case .int(let i): int(i)
         case .double(let d): double(d)
+        case .number(let text): raw(text.utf8)
         case .string(let s): string(s)
         case .array(let items):
             beginArray()

@@ -135,6 +135,7 @@ public struct WorkerProber: Sendable {
         case .bool(let b): return b ? "true" : "false"
         case .int(let i): return String(i)
         case .double(let d): return String(d)
+        case .number(let text): return text
         case .array, .object: return value.jsonString
         }
     }

@@ -80,6 +80,12 @@ struct RoutingErrorTests {
                     ("/v1/chat/completions", #"{"messages": [{"role": "user""#, "invalid_json"),
                     ("/v1/completions", "not json at all", "invalid_json"),
                     ("/generate", #"["text", "hi"]"#, "invalid_json"),
+                    // A key the gateway routes on, given twice: the worker might read the other one.
+                    ("/v1/completions", #"{"prompt": "hi", "model": "sim-model", "model": "other"}"#, "invalid_json"),
+                    ("/v1/chat/completions", #"{"messages": [], "stream": false, "stream": true}"#, "invalid_json"),
+                    // A string the gateway skips is held to the parser's rules.
+                    ("/v1/completions", #"{"prompt": "hi", "logit_note": "\x41"}"#, "invalid_json"),
+                    ("/generate", #"{"text": "hi", "rid": "\ud800"}"#, "invalid_json"),
                     ("/v1/chat/completions", #"{"model": "sim-model"}"#, "missing_required_field"),
                     ("/v1/chat/completions", #"{"messages": null}"#, "missing_required_field"),
                     ("/v1/completions", #"{"max_tokens": 3}"#, "missing_required_field"),

@@ -17,6 +17,8 @@ struct WorkerAPIErrorTests {
             ("", 400, "INVALID_JSON"),
             ("[1, 2]", 400, "INVALID_JSON"),
             (#"{"url": "http://a:1",}"#, 400, "INVALID_JSON"),
+            (#"{"url": "http://a:1", "url": "http://b:1"}"#, 400, "INVALID_JSON"),
+            (#"{"url": "http://a:1", "labels": {"zone": "x", "zone": "y"}}"#, 400, "INVALID_JSON"),
             ("{}", 400, "MISSING_FIELD"),
             (#"{"url": null}"#, 400, "MISSING_FIELD"),
             (#"{"model_id": "m"}"#, 400, "MISSING_FIELD"),
