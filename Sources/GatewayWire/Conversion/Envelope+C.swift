@@ -208,6 +208,18 @@ extension Wire.Envelope {
     /// holding a 0x00 byte (protobuf-c would cut it there). Unknown fields are ignored;
     /// an unknown body kind gives `body == nil`.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+        // A message field sent in pieces is merged first (protobuf-c would lose or refuse it).
+        if let merged = withUnsafePointer(to: modelgateway__v1__envelope__descriptor, { MessageMerge.merged(bytes, descriptor: $0) }) {
+            let result: Result<Wire.Envelope, WireError> = merged.withUnsafeBytes { raw in
+                Result { () throws(WireError) in try Wire.Envelope(unmerged: raw) }
+            }
+            self = try result.get()
+            return
+        }
+        try self.init(unmerged: bytes)
+    }
+
+    private init(unmerged bytes: UnsafeRawBufferPointer) throws(WireError) {
         let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
         // unpack wants a non-NULL pointer even for an empty (legal) message.
         var empty: UInt8 = 0
