@@ -216,6 +216,26 @@ struct ClientTimeoutTests {
         }
     }
 
+    @Test("100 refused oversized heads leave no socket open in the gateway (closed fully, not half-closed until the idle timeout)")
+    func refusedHeadsFreeTheirSockets() async throws {
+        try await TestGateway.with({ $0.clientTimeouts = .init(idle: .seconds(120), headerRead: .seconds(120), bodyRead: .seconds(120)) }) { gw in
+            let baseline = acceptedSocketDescriptors(port: gw.port)
+            var clients: [RawClient] = []
+            for _ in 0..<100 {
+                let client = try await RawClient(port: gw.port)
+                // More than the head limit: the gateway stops reading with bytes still unread.
+                try? await client.send("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + String(repeating: "a", count: 200 * 1024) + "\r\n\r\n")
+                clients.append(client)
+            }
+            // The clients stay open and never read on; only the gateway can free its side.
+            try await eventually("the gateway holds no socket of a refused connection", timeout: .seconds(10)) {
+                acceptedSocketDescriptors(port: gw.port) <= baseline
+            }
+            for client in clients { await client.close() }
+            #expect(try await gw.get("/health").status == 200)
+        }
+    }
+
     @Test("A body that trickles in is cut off at the body timeout; an idle connection at the idle timeout")
     func slowBodyAndIdle() async throws {
         try await TestGateway.with({ $0.clientTimeouts = .init(idle: .milliseconds(800), headerRead: .seconds(5), bodyRead: .milliseconds(500)) }) { gw in
@@ -356,4 +376,25 @@ struct FaultTests {
             }
         }
     }
+}
+
+/// How many of this process's descriptors are TCP sockets the listener on `port` accepted
+/// (local port `port`, not listening), read from /proc/net/tcp{,6} and /proc/self/fd.
+func acceptedSocketDescriptors(port: Int) -> Int {
+    var inodes = Set<String>()
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count > 9, let local = fields[1].split(separator: ":").last,
+                  Int(local, radix: 16) == port, fields[3] != "0A" else { continue }
+            inodes.insert(String(fields[9]))
+        }
+    }
+    let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    return descriptors.filter { fd in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + fd),
+              target.hasPrefix("socket:[") else { return false }
+        return inodes.contains(String(target.dropFirst(8).dropLast()))
+    }.count
 }
