@@ -19,8 +19,9 @@ import Synchronization
 /// `ceil(loadBoundFactor × (L + 1) / n)`. The rules, in order, over the candidates within the
 /// bound (there is always one: the least loaded):
 ///
-/// 1. **warmup**: the home is a new worker (it holds less than `warmupShare` of the others'
-///    mean) — it takes its rendezvous share at once instead of only prompts nobody holds;
+/// 1. **warmup**: the home is a new worker in a warm fleet (it holds less than `warmupShare`
+///    of the others' mean, which is at least half of `blocksPerWorker`) — it takes its
+///    rendezvous share at once instead of only prompts nobody holds;
 /// 2. **cache**: the best match (ties: rendezvous order) holds at least `cacheThreshold` of
 ///    the prompt's blocks;
 /// 3. **affinity**: otherwise the first candidate in rendezvous order.
@@ -183,7 +184,9 @@ public final class BlockCacheAwarePolicy: RoutingPolicy {
         if homeWithin == home, views.count > 1 {
             let others = views.indices.filter { $0 != home }
             let mean = Double(others.reduce(0) { $0 + views[$1].held }) / Double(others.count)
-            if mean > 0, Double(views[home].held) < configuration.warmupShare * mean, !enough(home) {
+            // Only in a warm fleet (the others' caches at least half full): at start every
+            // cache is small and the rule would only take requests from their holders.
+            if mean >= Double(configuration.blocksPerWorker) / 2, Double(views[home].held) < configuration.warmupShare * mean, !enough(home) {
                 return Decision(winner: home, rule: .warmup, capacity: capacity, views: views)
             }
         }
