@@ -151,38 +151,7 @@ func runMicroCommand(runs: Int, targetRunMillis: Int, only: String?) throws {
             let keys = (0..<1024).map { "user-\($0)" }
             for name in PolicyName.allCases {
                 let policy = name.makePolicy()
-                if name == .cacheAwareBlocks {
-                    // Chat-sized prompts: 256 system prompts of 1,024 words (64 blocks) seen
-                    // once each, spread over the workers; then half the prompts are such a
-                    // system prompt plus a new 64-word question, half share nothing.
-                    let systems: [String] = (0..<256).map { g in (0..<1024).map { "g\(g)w\($0)" }.joined(separator: " ") }
-                    for (g, system) in systems.enumerated() {
-                        _ = policy.select([candidates[g % count]], all: candidates, model: "m", request: RoutingRequest(text: Array((system + " q").utf8)), snapshot: snapshot)
-                    }
-                    func prompt(_ i: Int) -> [UInt8] {
-                        if i % 2 == 0 {
-                            let question: String = (0..<64).map { "q\(i)w\($0)" }.joined(separator: " ")
-                            return Array((systems[(i * 7) % 256] + " " + question).utf8)
-                        }
-                        let fresh: String = (0..<1088).map { "f\(i)w\($0)" }.joined(separator: " ")
-                        return Array(fresh.utf8)
-                    }
-                    let prompts: [[UInt8]] = (0..<256).map(prompt)
-                    var i = 0
-                    runner.measure("policy_select/\(name.rawValue)/\(count)_workers/1088_word_prompts") { n in
-                        for _ in 0..<n {
-                            blackHole(policy.select(candidates, all: candidates, model: "m", request: RoutingRequest(text: prompts[i & 255]), snapshot: snapshot))
-                            i &+= 1
-                        }
-                    }
-                    var j = 0
-                    runner.measure("prompt_blocks/chain/1088_words/run_\(count)") { n in
-                        for _ in 0..<n {
-                            blackHole(PromptBlocks.chain(prompts[j & 255]))
-                            j &+= 1
-                        }
-                    }
-                } else if name == .cacheAware {
+                if name == .cacheAware {
                     // 100k cached prefixes spread over the workers (one eligible at a time: no scan).
                     let setupStart = nowNanos()
                     for i in 0..<100_000 {
