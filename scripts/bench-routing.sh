@@ -12,13 +12,15 @@
 # same offsets for every arm) and stops the gateway. Prints a markdown table and writes it with
 # the raw JSON lines to bench-results/routing-<time>.{md,jsonl} (latest: routing-latest.md).
 #
-# Arms (BR_ARMS): random round_robin power_of_two cache_aware consistent_hash (our gateway,
-# --policy), replicas (3 of our gateways, cache_aware, behind `gateway-bench split`, a
-# round-robin TCP splitter), smg (PyPI smg 1.13.0, --policy cache_aware, in a venv under
+# Arms (BR_ARMS): random round_robin power_of_two cache_aware consistent_hash cache_aware_blocks
+# (our gateway, --policy; cache_aware_blocks is told the workers' cache size in blocks,
+# BR_KV_TOKENS / 16, and sheds at 40 in flight per worker), replicas (3 of our gateways,
+# BR_REPLICA_POLICY, default cache_aware_blocks, behind `gateway-bench split`, a
+# round-robin TCP splitter), replicas_old (the same with the old cache_aware), smg (PyPI smg 1.13.0, --policy cache_aware, in a venv under
 # bench-results/; skipped with a note when it cannot be installed), direct (no gateway: worker 1
 # only, a sanity check; not in the default list).
 # Workloads (BR_WORKLOADS): shared-prefix shared-prefix-zipf multi-turn multi-turn-key
-# zero-reuse trace.
+# zero-reuse trace overload (shared prefix at 19 requests/s, ~120 % of what the fleet carries).
 #
 # Environment: BR_ARMS, BR_WORKLOADS, BR_SCALE (multiplies request counts, default 1),
 # BR_SEED (42), BR_KV_TOKENS (16384 per worker), BR_SLO_TTFT_MS (1000), BR_SLO_ITL_MS (60),
@@ -47,8 +49,15 @@ if [ -n "$LOCK" ] && [ -z "${BR_LOCK_HELD:-}" ] && command -v flock >/dev/null 2
     exec flock "$LOCK" "$0" "$@"
 fi
 
-ARMS=${BR_ARMS:-random round_robin power_of_two cache_aware consistent_hash replicas smg}
-WORKLOADS=${BR_WORKLOADS:-shared-prefix shared-prefix-zipf multi-turn multi-turn-key zero-reuse trace}
+ARMS=${BR_ARMS:-random round_robin power_of_two cache_aware consistent_hash cache_aware_blocks replicas smg}
+WORKLOADS=${BR_WORKLOADS:-shared-prefix shared-prefix-zipf multi-turn multi-turn-key zero-reuse trace overload}
+REPLICA_POLICY=${BR_REPLICA_POLICY:-cache_aware_blocks}
+# What cache_aware_blocks is told about the workers: their KV cache in 16-token blocks, and the
+# in-flight load at which a worker is saturated (32 running + 8 queued) and traffic is shed.
+BLOCKS_FLAGS="--cache-blocks-per-worker $((${BR_KV_TOKENS:-16384} / 16)) --worker-max-load ${BR_MAX_LOAD:-40} --shed-when-saturated"
+policy_flags() { # policy -> extra gateway flags
+    if [ "$1" = cache_aware_blocks ]; then echo "$BLOCKS_FLAGS"; fi
+}
 SCALE=${BR_SCALE:-1}
 SEED=${BR_SEED:-42}
 KV_TOKENS=${BR_KV_TOKENS:-16384}
@@ -173,6 +182,7 @@ replay_args() { # workload -> gateway-bench replay arguments
         multi-turn-key) echo "--workload multi-turn --routing-key header --sessions $(n 48) --turns 4 --system-tokens 640 --question-tokens 64 --output-tokens 32 --turn-gap 4 --rate ${BR_RATE_MULTI:-12}" ;;
         zero-reuse) echo "--workload zero-reuse --question-tokens 1088 --output-tokens 32 --requests $(n 480) --rate ${BR_RATE_ZERO:-8.5}" ;;
         trace) echo "--workload trace --route completions --trace-file $TRACE --requests 100000" ;;
+        overload) echo "--workload shared-prefix --groups 48 --prompts-per-group 16 --system-tokens 1024 --question-tokens 64 --output-tokens 32 --requests $(n 480) --rate ${BR_RATE_OVERLOAD:-19}" ;;
         *) echo "bench-routing: unknown workload $1" >&2; return 1 ;;
     esac
 }
@@ -184,22 +194,24 @@ start_arm() { # arm -> sets BASE_URL, ARM_PIDS
         direct)
             BASE_URL="http://127.0.0.1:$W1"
             ;;
-        random | round_robin | power_of_two | cache_aware | consistent_hash)
+        random | round_robin | power_of_two | cache_aware | consistent_hash | cache_aware_blocks)
             read -r port < <(free_ports 1)
             # shellcheck disable=SC2086
             "$BIN/model-gateway" serve --host 127.0.0.1 --port "$port" --binary-port 0 --state-path none --log-level warn \
-                --policy "$arm" --worker-urls $WORKER_URLS >"$TMP/gateway-$arm.log" 2>&1 &
+                --policy "$arm" $(policy_flags "$arm") --worker-urls $WORKER_URLS >"$TMP/gateway-$arm.log" 2>&1 &
             ARM_PIDS+=($!)
             BASE_URL="http://127.0.0.1:$port"
             wait_ready "$BASE_URL/readiness"
             ;;
-        replicas)
+        replicas | replicas_old)
+            local rpolicy=$REPLICA_POLICY
+            [ "$arm" = replicas_old ] && rpolicy=cache_aware
             read -r port p1 p2 p3 < <(free_ports 4)
             ports=""
             for p in $p1 $p2 $p3; do
                 # shellcheck disable=SC2086
                 "$BIN/model-gateway" serve --host 127.0.0.1 --port "$p" --binary-port 0 --state-path none --log-level warn \
-                    --policy cache_aware --worker-urls $WORKER_URLS >"$TMP/gateway-replica-$p.log" 2>&1 &
+                    --policy "$rpolicy" $(policy_flags "$rpolicy") --worker-urls $WORKER_URLS >"$TMP/gateway-replica-$p.log" 2>&1 &
                 ARM_PIDS+=($!)
                 wait_ready "http://127.0.0.1:$p/readiness"
                 ports="$ports${ports:+,}http://127.0.0.1:$p"

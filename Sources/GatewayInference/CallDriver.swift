@@ -135,7 +135,10 @@ final class CallDriver: WorkerAnswerReceiver {
                 parsed = try OpenAIGenerate.routing(for: typed, wantText: configuration.wantsRoutingText, maxTextBytes: configuration.maxRoutingTextBytes)
             }
             request = parsed
-            routing = RoutingRequest(text: parsed.routingText, key: call.routingKey ?? parsed.bodyKey)
+            routing = RoutingRequest(
+                text: parsed.routingText, key: call.routingKey ?? parsed.bodyKey,
+                explanation: configuration.explainRouting || engine.logger.logLevel <= .debug ? RouteExplanationBox() : nil
+            )
             // The model label until a worker is chosen: bounded to the models served.
             record.model = engine.metrics.modelLabel(parsed.model)
         } catch {
@@ -229,6 +232,16 @@ final class CallDriver: WorkerAnswerReceiver {
         switch engine.selector.select(model: request.model, request: routing, excluding: excluded) {
         case .success(let chosen):
             candidate = chosen
+            if let explanation = routing.explanation?.explanation {
+                engine.logger.debug(
+                    "routed",
+                    metadata: [
+                        "request_id": "\(call.requestID)", "worker": "\(explanation.winner)", "rule": "\(explanation.rule)",
+                        "blocks": "\(explanation.blocks)", "bound": "\(explanation.capacity)",
+                        "candidates": "\(explanation.candidates.map { "\($0.url) m=\($0.matched) l=\($0.load)" }.joined(separator: ", "))",
+                    ]
+                )
+            }
             record.model = chosen.modelID
             record.workerID = chosen.id.description
             perform(machine.chose(chosen.id))
@@ -356,6 +369,7 @@ final class CallDriver: WorkerAnswerReceiver {
             }
             var headers = head.headers
             if translator != nil { headers.remove(name: "content-length") }
+            addExplanation(to: &headers)
             receiver?.inferenceAnswered(.stream(status: head.status, headers: headers, isEventStream: head.isEventStream, worker: candidate.id))
         default:
             proceed(action.next)
@@ -483,7 +497,15 @@ final class CallDriver: WorkerAnswerReceiver {
         return true
     }
 
+    /// `X-Gateway-Route` when asked for and the policy explained its pick.
+    private func addExplanation(to headers: inout HTTPHeaders) {
+        guard engine.configuration.explainRouting, let explanation = routing.explanation?.explanation else { return }
+        headers.replaceOrAdd(name: "X-Gateway-Route", value: explanation.headerValue)
+    }
+
     private func deliverWhole(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
+        var headers = headers
+        addExplanation(to: &headers)
         guard let candidate else { return }
         let receiver = self.receiver
         finish(status: status)

@@ -32,12 +32,16 @@ public final class InferenceEngine: Sendable {
         public var gatewayChecksKeys: Bool
         /// A failing answer kept for the client (a retryable status) is read up to this size.
         public var maxKeptAnswerBytes: Int
+        /// Add `X-Gateway-Route` (why the worker was chosen, when the policy explains its
+        /// picks) to inference answers.
+        public var explainRouting: Bool
 
         public init(
             attempts: AttemptStateMachine.Configuration = .init(), requestTimeout: Duration = .seconds(1800),
             maxTranslatedAnswerBytes: Int = 512 * 1024 * 1024, wantsRoutingText: Bool = true, maxRoutingTextBytes: Int = 16 * 1024,
-            gatewayChecksKeys: Bool = false, maxKeptAnswerBytes: Int = 1 << 20
+            gatewayChecksKeys: Bool = false, maxKeptAnswerBytes: Int = 1 << 20, explainRouting: Bool = false
         ) {
+            self.explainRouting = explainRouting
             self.attempts = attempts
             self.requestTimeout = requestTimeout
             self.maxTranslatedAnswerBytes = maxTranslatedAnswerBytes

@@ -30,6 +30,7 @@ public final class GatewayMetrics: Sendable {
 
     private let workers: WorkerRegistry
     private let admission = Mutex<AdmissionController?>(nil)
+    private let routingStatistics = Mutex<(@Sendable () -> BlockCacheAwarePolicy.Stats)?>(nil)
 
     public init(workers: WorkerRegistry) {
         self.workers = workers
@@ -61,7 +62,30 @@ public final class GatewayMetrics: Sendable {
             guard let self else { return [] }
             return Self.collectWorkers(self.workers, upstreamDuration: self.upstreamDuration)
                 + Self.collectAdmission(self.admission.withLock { $0 })
+                + Self.collectRouting(self.routingStatistics.withLock { $0 }?())
         }
+    }
+
+    /// Where the routing decisions' counts come from (`cache_aware_blocks`), read at scrape time.
+    public func setRoutingStatistics(_ source: @escaping @Sendable () -> BlockCacheAwarePolicy.Stats) {
+        routingStatistics.withLock { $0 = source }
+    }
+
+    private static func collectRouting(_ stats: BlockCacheAwarePolicy.Stats?) -> [CollectedFamily] {
+        guard let stats else { return [] }
+        var decisions = CollectedFamily(
+            name: "smg_router_decisions_total", help: "Routing picks by the rule that decided (cache, affinity, warmup, load, no_text, single).",
+            kind: .counter, labelNames: ["rule"]
+        )
+        for rule in BlockCacheAwarePolicy.Rule.allCases { decisions.add([rule.rawValue], Double(stats.decisions[rule] ?? 0)) }
+        var blocks = CollectedFamily(
+            name: "smg_router_prefix_blocks_total",
+            help: "Prompt blocks routed (kind=prompt) and those the chosen worker was believed to hold (kind=matched); their rates' ratio is the match ratio.",
+            kind: .counter, labelNames: ["kind"]
+        )
+        blocks.add(["prompt"], Double(stats.promptBlocks))
+        blocks.add(["matched"], Double(stats.matchedBlocks))
+        return [decisions, blocks]
     }
 
     /// The admission controller of the running gateway (its queue is shown at scrape time).

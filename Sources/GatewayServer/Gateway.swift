@@ -85,9 +85,12 @@ public final class Gateway: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.registry = WorkerRegistry(wallClock: { Int64(Date().timeIntervalSince1970) }, breaker: configuration.circuitBreaker)
-        self.policy = configuration.routing.policy.makePolicy(cacheAware: configuration.routing.cacheAware)
-        self.selector = WorkerSelector(registry: registry, policy: policy)
+        self.policy = configuration.routing.policy.makePolicy(cacheAware: configuration.routing.cacheAware, blocks: configuration.routing.blocks)
+        self.selector = WorkerSelector(registry: registry, policy: policy, shedWhenSaturated: configuration.routing.shedWhenSaturated)
         self.metrics = GatewayMetrics(workers: registry)
+        if let blocks = policy as? BlockCacheAwarePolicy {
+            metrics.setRoutingStatistics { blocks.statistics }
+        }
         do {
             // Idle connections are not reused after 4 s: workers (uvicorn, llama.cpp) close theirs at 5 s.
             self.transport = try WorkerTransport(
@@ -110,8 +113,8 @@ public final class Gateway: Sendable {
                     maxAttempts: configuration.retry.effectiveMaxAttempts, backoff: configuration.retry.backoff
                 ),
                 requestTimeout: configuration.routing.requestTimeout, maxTranslatedAnswerBytes: configuration.routing.maxPayloadBytes,
-                wantsRoutingText: configuration.routing.policy == .cacheAware, maxRoutingTextBytes: configuration.routing.maxRoutingTextBytes,
-                gatewayChecksKeys: configuration.auth.authorizer.checksKeys
+                wantsRoutingText: configuration.routing.policy.wantsText, maxRoutingTextBytes: configuration.routing.maxRoutingTextBytes,
+                gatewayChecksKeys: configuration.auth.authorizer.checksKeys, explainRouting: configuration.routing.explainRouting
             ),
             registry: registry, selector: selector, transport: transport, metrics: metrics, logger: logger,
             admission: admission.maxConcurrentRequests.map { limit in

@@ -119,7 +119,7 @@ struct ServeOptions: ParsableArguments {
 
     // MARK: Routing
 
-    @Option(help: "Load-balancing policy: random, round_robin, power_of_two, cache_aware, consistent_hash.")
+    @Option(help: "Load-balancing policy: random, round_robin, power_of_two, cache_aware, consistent_hash, cache_aware_blocks.")
     var policy: String = "cache_aware"
 
     @Option(help: "cache_aware: share of a prompt a worker must already hold to win on cache (0-1).")
@@ -136,6 +136,24 @@ struct ServeOptions: ParsableArguments {
 
     @Option(help: "cache_aware: bytes of prompt text remembered per worker.")
     var maxTreeSize: Int = 1 << 26
+
+    @Option(help: "cache_aware_blocks: prompt blocks (16 words) remembered per worker; about its KV cache in 16-token blocks.")
+    var cacheBlocksPerWorker: Int = 65536
+
+    @Option(help: "cache_aware_blocks: a worker takes another request while below this factor times the mean load (>= 1).")
+    var loadBoundFactor: Double = 1.25
+
+    @Option(help: "cache_aware_blocks: leading prompt blocks whose hash picks the home worker (rendezvous).")
+    var affinityBlocks: Int = 8
+
+    @Option(help: "cache_aware_blocks: a worker holding less than this share of the others' mean blocks is warming up (0-1).")
+    var warmupShare: Double = 0.25
+
+    @Flag(help: "Answer 503 with Retry-After when every available worker is saturated (--worker-max-load), instead of sending to a saturated one.")
+    var shedWhenSaturated = false
+
+    @Flag(help: "Add X-Gateway-Route to inference answers: why the worker was chosen (cache_aware_blocks).")
+    var explainRouting = false
 
     @Option(help: "Largest inference request body in bytes (413 above).")
     var maxPayloadSize: Int = 512 * 1024 * 1024
@@ -216,6 +234,9 @@ struct ServeOptions: ParsableArguments {
             throw ValidationError("\(name) must be at least 1")
         }
         guard (0...1).contains(cacheThreshold) else { throw ValidationError("--cache-threshold must be between 0 and 1") }
+        guard (0...1).contains(warmupShare) else { throw ValidationError("--warmup-share must be between 0 and 1") }
+        guard loadBoundFactor >= 1 else { throw ValidationError("--load-bound-factor must be at least 1") }
+        guard cacheBlocksPerWorker >= 1, affinityBlocks >= 1 else { throw ValidationError("--cache-blocks-per-worker and --affinity-blocks must be at least 1") }
         guard (0...1).contains(retryJitterFactor) else { throw ValidationError("--retry-jitter-factor must be between 0 and 1") }
         guard retryBackoffMultiplier >= 1 else { throw ValidationError("--retry-backoff-multiplier must be at least 1") }
         guard retryInitialBackoffMs >= 0, balanceAbsThreshold >= 0, balanceRelThreshold >= 1, workerMaxLoad >= 0 else {
@@ -279,11 +300,17 @@ struct ServeOptions: ParsableArguments {
                     cacheThreshold: cacheThreshold, balanceAbsThreshold: balanceAbsThreshold,
                     balanceRelThreshold: balanceRelThreshold, maxTreeSize: maxTreeSize
                 ),
+                blocks: .init(
+                    cacheThreshold: cacheThreshold, blocksPerWorker: cacheBlocksPerWorker, loadBoundFactor: loadBoundFactor,
+                    affinityBlocks: affinityBlocks, warmupShare: warmupShare
+                ),
                 evictionInterval: .seconds(evictionIntervalSecs),
                 maxPayloadBytes: maxPayloadSize,
                 requestTimeout: .seconds(requestTimeoutSecs),
                 workerMaxLoad: workerMaxLoad > 0 ? workerMaxLoad : nil,
-                maxConnectionsPerWorker: maxConnectionsPerWorker
+                maxConnectionsPerWorker: maxConnectionsPerWorker,
+                shedWhenSaturated: shedWhenSaturated,
+                explainRouting: explainRouting
             ),
             retry: .init(
                 maxAttempts: retryMaxRetries,

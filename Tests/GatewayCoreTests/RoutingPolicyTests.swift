@@ -149,6 +149,22 @@ struct WorkerSelectorTests {
         #expect(selector.select(model: nil, request: .init()) == .failure(.noAvailableWorkers(model: nil)))
     }
 
+    @Test("Shedding: every worker saturated is a 503 with Retry-After, not a pick of a saturated one", arguments: [PolicyName.roundRobin, .cacheAwareBlocks])
+    func shedding(policy: PolicyName) throws {
+        let (registry, workers) = try registry([("http://a:1", "m", 50, 1, 1), ("http://b:1", "m", 50, 1, 1)])
+        let shedding = WorkerSelector(registry: registry, policy: policy.makePolicy(), shedWhenSaturated: true)
+        let queueing = WorkerSelector(registry: registry, policy: policy.makePolicy())
+        let request = RoutingRequest(text: Array("hello there".utf8))
+        workers[0].handle.beginRequest()
+        #expect(try shedding.select(model: "m", request: request).get().id == workers[1].id, "a saturated worker is vetoed")
+        workers[1].handle.beginRequest()
+        #expect(shedding.select(model: "m", request: request) == .failure(.overloaded(model: "m")))
+        #expect(queueing.select(model: "m", request: request).map { _ in true } == .success(true))
+        let error = GatewayError(SelectionFailure.overloaded(model: "m"))
+        #expect(error.status == 503)
+        #expect(error.retryAfter == "1")
+    }
+
     @Test("Higher priority takes all traffic until it is unhealthy, open-circuited or saturated")
     func priorityTiers() throws {
         let (registry, workers) = try registry([("http://high:1", "m", 90, 1, 2), ("http://low:1", "m", 10, 1, nil)])

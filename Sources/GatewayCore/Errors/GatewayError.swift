@@ -191,6 +191,10 @@ extension GatewayError {
             self = GatewayError.openAI(
                 503, "no_available_workers", model.map { "no healthy worker is available for model '\($0)'" } ?? "no healthy worker is registered"
             ).retrying(after: 1)
+        case .overloaded(let model):
+            self = GatewayError.openAI(
+                503, "workers_overloaded", "every worker for model '\(model)' is at its load limit; retry later"
+            ).retrying(after: 1)
         }
     }
 }

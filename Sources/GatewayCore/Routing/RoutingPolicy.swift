@@ -6,10 +6,13 @@ public struct RoutingRequest: Sendable {
     public var text: [UInt8]?
     /// The consistent-hash key (header `X-SMG-Routing-Key`, else the body's `user` or session id).
     public var key: String?
+    /// Where a policy that explains its picks records why it chose (nil: nobody reads it).
+    public var explanation: RouteExplanationBox?
 
-    public init(text: [UInt8]? = nil, key: String? = nil) {
+    public init(text: [UInt8]? = nil, key: String? = nil, explanation: RouteExplanationBox? = nil) {
         self.text = text
         self.key = key
+        self.explanation = explanation
     }
 }
 
@@ -45,6 +48,11 @@ public enum PolicyName: String, Sendable, CaseIterable {
     case powerOfTwo = "power_of_two"
     case cacheAware = "cache_aware"
     case consistentHash = "consistent_hash"
+    /// Cache-aware on prompt blocks with rendezvous affinity (``BlockCacheAwarePolicy``).
+    case cacheAwareBlocks = "cache_aware_blocks"
+
+    /// Whether the policy reads the prompt's text.
+    public var wantsText: Bool { self == .cacheAware || self == .cacheAwareBlocks }
 }
 
 // MARK: - Cost weighting

@@ -6,6 +6,8 @@ public enum SelectionFailure: Error, Sendable, Equatable {
     case modelRequired(served: [String])
     /// The model is known, but no worker for it is healthy, closed-circuit and untried now.
     case noAvailableWorkers(model: String?)
+    /// Every available worker is saturated and the selector sheds instead of queueing on one.
+    case overloaded(model: String)
 }
 
 /// Chooses the worker for a request: model, availability, priority, then policy.
@@ -19,10 +21,16 @@ public enum SelectionFailure: Error, Sendable, Equatable {
 public struct WorkerSelector: Sendable {
     public let registry: WorkerRegistry
     public let policy: any RoutingPolicy
+    /// When every available worker is saturated (its `maxLoad` reached): refuse the request
+    /// (``SelectionFailure/overloaded(model:)``, 503 with `Retry-After`) instead of sending it
+    /// to a saturated worker, where it would queue behind the others and blow everyone's
+    /// latency target.
+    public let shedWhenSaturated: Bool
 
-    public init(registry: WorkerRegistry, policy: any RoutingPolicy) {
+    public init(registry: WorkerRegistry, policy: any RoutingPolicy, shedWhenSaturated: Bool = false) {
         self.registry = registry
         self.policy = policy
+        self.shedWhenSaturated = shedWhenSaturated
     }
 
     /// The model a request without one goes to, if there is exactly one.
@@ -107,6 +115,9 @@ public struct WorkerSelector: Sendable {
             available.append(candidate)
             if !candidate.isSaturated { unsaturated.append(candidate) }
         }
+        if unsaturated.isEmpty, shedWhenSaturated, !available.isEmpty {
+            return .failure(.overloaded(model: model))
+        }
         let pool = unsaturated.isEmpty ? available : unsaturated
         guard let top = pool.lazy.map(\.priority).max() else {
             return .failure(.noAvailableWorkers(model: model))
@@ -118,13 +129,14 @@ public struct WorkerSelector: Sendable {
 
 extension PolicyName {
     /// A fresh policy instance of this kind.
-    public func makePolicy(cacheAware: CacheAwarePolicy.Configuration = .init()) -> any RoutingPolicy {
+    public func makePolicy(cacheAware: CacheAwarePolicy.Configuration = .init(), blocks: BlockCacheAwarePolicy.Configuration = .init()) -> any RoutingPolicy {
         switch self {
         case .random: RandomPolicy()
         case .roundRobin: RoundRobinPolicy()
         case .powerOfTwo: PowerOfTwoPolicy()
         case .cacheAware: CacheAwarePolicy(configuration: cacheAware)
         case .consistentHash: ConsistentHashPolicy()
+        case .cacheAwareBlocks: BlockCacheAwarePolicy(configuration: blocks)
         }
     }
 }

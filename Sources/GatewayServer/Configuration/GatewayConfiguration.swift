@@ -113,6 +113,7 @@ public struct GatewayConfiguration: Sendable {
     public struct Routing: Sendable {
         public var policy: PolicyName
         public var cacheAware: CacheAwarePolicy.Configuration
+        public var blocks: BlockCacheAwarePolicy.Configuration
         /// How often cache-aware routing evicts old prefixes.
         public var evictionInterval: Duration
         /// Largest inference request body accepted (413 above).
@@ -125,17 +126,27 @@ public struct GatewayConfiguration: Sendable {
         public var workerMaxLoad: Int?
         /// Connections open to one worker at most (more requests wait for one).
         public var maxConnectionsPerWorker: Int
+        /// 503 + `Retry-After` when every available worker is saturated.
+        public var shedWhenSaturated: Bool
+        /// `X-Gateway-Route` on inference answers.
+        public var explainRouting: Bool
 
         public init(
             policy: PolicyName = .cacheAware,
             cacheAware: CacheAwarePolicy.Configuration = .init(),
+            blocks: BlockCacheAwarePolicy.Configuration = .init(),
             evictionInterval: Duration = .seconds(120),
             maxPayloadBytes: Int = 512 * 1024 * 1024,
             requestTimeout: Duration = .seconds(1800),
             maxRoutingTextBytes: Int = 16 * 1024,
             workerMaxLoad: Int? = nil,
-            maxConnectionsPerWorker: Int = 1024
+            maxConnectionsPerWorker: Int = 1024,
+            shedWhenSaturated: Bool = false,
+            explainRouting: Bool = false
         ) {
+            self.blocks = blocks
+            self.shedWhenSaturated = shedWhenSaturated
+            self.explainRouting = explainRouting
             self.maxConnectionsPerWorker = max(maxConnectionsPerWorker, 1)
             self.policy = policy
             self.cacheAware = cacheAware
