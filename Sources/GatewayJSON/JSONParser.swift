@@ -165,10 +165,9 @@ struct Reader {
             skipWhitespace()
             try expect(UInt8(ascii: ":"), "':' after an object key")
             skipWhitespace()
-            let keyEnd = keyStart
             let value = try readValue(depth: depth)
             guard object.insertNew(key, value) else {
-                index = keyEnd
+                index = keyStart
                 throw error("duplicate key \"\(key)\" in an object")
             }
             skipWhitespace()

@@ -31,49 +31,6 @@ enum MessageMerge {
     /// Deeper than this, bytes are left as they are (protobuf-c has its own limit).
     static let maxDepth = 64
 
-    /// One field of a message: where its key starts, where its value (for length-delimited
-    /// fields, the payload after the length) starts and where it ends.
-    struct Entry {
-        var number: UInt32
-        var wireType: UInt64
-        var start: Int
-        var valueStart: Int
-        var end: Int
-    }
-
-    /// Reads the field at `i`; nil on malformed bytes or group wire types.
-    static func entry(_ p: UnsafePointer<UInt8>, _ count: Int, at i: inout Int) -> Entry? {
-        let start = i
-        guard let key = varint(p, count, &i), key >> 3 > 0, key >> 3 <= UInt64(UInt32.max) else { return nil }
-        let wireType = key & 7
-        var valueStart = i
-        switch wireType {
-        case 0: guard varint(p, count, &i) != nil else { return nil }
-        case 1: guard count - i >= 8 else { return nil }; i += 8
-        case 5: guard count - i >= 4 else { return nil }; i += 4
-        case 2:
-            guard let length = varint(p, count, &i), length <= UInt64(count - i) else { return nil }
-            valueStart = i
-            i += Int(length)
-        default: return nil
-        }
-        return Entry(number: UInt32(key >> 3), wireType: wireType, start: start, valueStart: valueStart, end: i)
-    }
-
-    @inline(__always)
-    static func varint(_ p: UnsafePointer<UInt8>, _ count: Int, _ i: inout Int) -> UInt64? {
-        var value: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < count, shift < 64 {
-            let byte = p[i]
-            i += 1
-            value |= UInt64(byte & 0x7F) << shift
-            if byte & 0x80 == 0 { return value }
-            shift += 7
-        }
-        return nil
-    }
-
     static func appendVarint(_ value: UInt64, to out: inout [UInt8]) {
         var value = value
         while value >= 0x80 {
@@ -109,7 +66,7 @@ enum MessageMerge {
         var seenHigh: [UInt32] = []
         var i = 0
         while i < count {
-            guard let entry = entry(p, count, at: &i) else { return false }
+            guard let entry = PackedFields.entry(p, count, at: &i) else { return false }
             guard entry.wireType == 2, let (field, nested) = messageField(descriptor, entry.number) else { continue }
             if !isRepeated(field) {
                 if entry.number < 64 {
@@ -137,10 +94,10 @@ enum MessageMerge {
             out.append(contentsOf: UnsafeBufferPointer(start: p, count: count))
             return true
         }
-        var entries: [Entry] = []
+        var entries: [PackedFields.Entry] = []
         var i = 0
         while i < count {
-            guard let entry = entry(p, count, at: &i) else { return false }
+            guard let entry = PackedFields.entry(p, count, at: &i) else { return false }
             entries.append(entry)
         }
         // The pieces of each non-repeated message field since its oneof last switched to it.

@@ -33,47 +33,26 @@ enum StringScan {
     ) -> String? {
         guard depth < 64 else { return nil }
         var i = 0
-        func varint() -> UInt64? {
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            while i < count, shift < 64 {
-                let byte = p[i]
-                i += 1
-                value |= UInt64(byte & 0x7F) << shift
-                if byte & 0x80 == 0 { return value }
-                shift += 7
-            }
-            return nil
-        }
         while i < count {
-            guard let key = varint() else { return nil }
-            switch key & 7 {
-            case 0: guard varint() != nil else { return nil }
-            case 1: i += 8
-            case 5: i += 4
-            case 2:
-                guard let length = varint(), length <= UInt64(count - i) else { return nil }
-                let start = i
-                i += Int(length)
-                guard key >> 3 <= UInt64(UInt32.max),
-                      let field = protobuf_c_message_descriptor_get_field(descriptor, UInt32(key >> 3))
-                else { continue }
-                switch field.pointee.type {
-                case PROTOBUF_C_TYPE_STRING:
-                    if length > 0, memchr(p + start, 0, Int(length)) != nil {
-                        return String(cString: descriptor.pointee.short_name) + "." + String(cString: field.pointee.name)
-                    }
-                case PROTOBUF_C_TYPE_MESSAGE:
-                    guard let nested = field.pointee.descriptor else { continue }
-                    let nestedDescriptor = nested.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
-                    if let found = scan(p + start, Int(length), nestedDescriptor, depth: depth + 1) {
-                        return found
-                    }
-                default:
-                    continue
+            guard let entry = PackedFields.entry(p, count, at: &i) else { return nil }
+            guard entry.wireType == 2,
+                  let field = protobuf_c_message_descriptor_get_field(descriptor, entry.number)
+            else { continue }
+            let start = entry.valueStart
+            let length = entry.end - entry.valueStart
+            switch field.pointee.type {
+            case PROTOBUF_C_TYPE_STRING:
+                if length > 0, memchr(p + start, 0, length) != nil {
+                    return String(cString: descriptor.pointee.short_name) + "." + String(cString: field.pointee.name)
+                }
+            case PROTOBUF_C_TYPE_MESSAGE:
+                guard let nested = field.pointee.descriptor else { continue }
+                let nestedDescriptor = nested.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
+                if let found = scan(p + start, length, nestedDescriptor, depth: depth + 1) {
+                    return found
                 }
             default:
-                return nil
+                continue
             }
         }
         return nil
