@@ -181,7 +181,8 @@ public final class BlockCacheAwarePolicy: RoutingPolicy {
         precondition(homeWithin >= 0 && bestWithin >= 0)
         let enough = { (i: Int) in blocks > 0 && views[i].matched > 0 && Double(views[i].matched) >= configuration.cacheThreshold * Double(blocks) }
 
-        if homeWithin == home, views.count > 1 {
+        // (At least two candidates here: one alone returned above.)
+        if homeWithin == home {
             let others = views.indices.filter { $0 != home }
             let mean = Double(others.reduce(0) { $0 + views[$1].held }) / Double(others.count)
             // Only in a warm fleet (the others' caches at least half full): at start every

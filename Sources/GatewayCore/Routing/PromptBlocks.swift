@@ -27,13 +27,16 @@ public enum PromptBlocks {
     public static func chain(_ text: some Collection<UInt8>, limit: Int = 4096) -> [UInt64] {
         var out: [UInt64] = []
         out.reserveCapacity(min(limit, text.count / 64 + 1))
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        var hash = fnvOffset
         var words = 0
         var bytes = 0
         var inWord = false
-        @inline(__always) func feed(_ byte: UInt8) {
-            hash ^= UInt64(byte)
-            hash &*= 0x0000_0100_0000_01b3
+        /// Ends the current block; true once `limit` blocks are out.
+        @inline(__always) func closeBlock() -> Bool {
+            out.append(RoutingRandom.mix(hash))
+            words = 0
+            bytes = 0
+            return out.count == limit
         }
         for byte in text {
             switch byte {
@@ -41,24 +44,16 @@ public enum PromptBlocks {
                 guard inWord else { continue }
                 inWord = false
                 words += 1
-                if words == wordsPerBlock {
-                    out.append(RoutingRandom.mix(hash))
-                    if out.count == limit { return out }
-                    words = 0
-                    bytes = 0
-                }
-                feed(0x20)
+                if words == wordsPerBlock, closeBlock() { return out }
+                hash = fnv1a(hash, 0x20)
             default:
                 inWord = true
-                feed(byte)
+                hash = fnv1a(hash, byte)
                 bytes += 1
                 if bytes == maxBlockBytes {
-                    out.append(RoutingRandom.mix(hash))
-                    if out.count == limit { return out }
-                    words = 0
-                    bytes = 0
+                    if closeBlock() { return out }
                     // The word goes on into the next block: a cut, not a separator.
-                    feed(0xFF)
+                    hash = fnv1a(hash, 0xFF)
                 }
             }
         }
@@ -67,12 +62,15 @@ public enum PromptBlocks {
 
     /// A key for text too short to have a complete block (the whole text hashed).
     public static func wholeTextKey(_ text: some Collection<UInt8>) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text {
-            hash ^= UInt64(byte)
-            hash &*= 0x0000_0100_0000_01b3
-        }
-        return RoutingRandom.mix(hash ^ 0x5EED)
+        RoutingRandom.mix(text.reduce(fnvOffset, fnv1a) ^ 0x5EED)
+    }
+
+    private static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    /// One byte of FNV-1a 64.
+    @inline(__always)
+    private static func fnv1a(_ hash: UInt64, _ byte: UInt8) -> UInt64 {
+        (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
     }
 }
 
